@@ -1,0 +1,26 @@
+"""mcp-asgi: MCP servers inside any ASGI app, or on their own."""
+
+from mcp_asgi.components.content import Audio, File, Image
+from mcp_asgi.components.prompts import Message
+from mcp_asgi.components.tools import ToolError, ToolResult
+from mcp_asgi.context import Context
+from mcp_asgi.protocol.jsonrpc import MCPError
+from mcp_asgi.server import FastMCP, MCPServer
+from mcp_asgi.transports.sessions import InMemorySessionStore, SessionRecord, SessionStore
+
+__all__ = [
+    "Audio",
+    "Context",
+    "FastMCP",
+    "File",
+    "Image",
+    "InMemorySessionStore",
+    "MCPError",
+    "MCPServer",
+    "Message",
+    "SessionRecord",
+    "SessionStore",
+    "ToolError",
+    "ToolResult",
+]
+__version__ = "0.1.0"

@@ -1,0 +1,88 @@
+"""Prompts: a function returning text or messages becomes a prompt template."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pydantic
+
+from mcp_asgi.components.content import to_content
+from mcp_asgi.components.signature import (
+    FunctionArguments,
+    callable_name,
+    describe_validation_error,
+    docstring_description,
+)
+from mcp_asgi.protocol.jsonrpc import invalid_params
+
+
+class Message(pydantic.BaseModel):
+    """One prompt message: `Message("Summarise this", role="user")`."""
+
+    role: str = "user"
+    content: Any
+
+    def __init__(self, content: Any = None, /, role: str = "user", **data: Any) -> None:
+        if content is not None:
+            data["content"] = content
+        super().__init__(role=role, **data)
+
+
+def _message(value: Any) -> dict[str, Any]:
+    if isinstance(value, Message):
+        role, content = value.role, value.content
+    elif isinstance(value, dict) and "role" in value and "content" in value:
+        role, content = value["role"], value["content"]
+    else:
+        role, content = "user", value
+    if role not in ("user", "assistant"):
+        raise ValueError(f"a prompt message role must be 'user' or 'assistant', not {role!r}")
+    blocks = to_content(content)
+    if len(blocks) != 1:
+        raise ValueError("each prompt message must hold exactly one content block")
+    return {"role": role, "content": blocks[0]}
+
+
+class Prompt:
+    def __init__(
+        self,
+        fn: Callable[..., Any],
+        *,
+        name: str | None = None,
+        title: str | None = None,
+        description: str | None = None,
+        icons: list[dict[str, Any]] | None = None,
+        meta: dict[str, Any] | None = None,
+    ) -> None:
+        self.fn = fn
+        self.name = name or callable_name(fn)
+        self.arguments = FunctionArguments(fn, model_name=f"{self.name}_prompt_arguments")
+        self.description = description if description is not None else docstring_description(fn)
+        definition: dict[str, Any] = {"name": self.name}
+        if title is not None:
+            definition["title"] = title
+        if self.description:
+            definition["description"] = self.description
+        definition["arguments"] = self.arguments.describe()
+        if icons:
+            definition["icons"] = icons
+        if meta:
+            definition["_meta"] = meta
+        self.definition = definition
+
+    async def render(self, arguments: Any, context: Any) -> dict[str, Any]:
+        if arguments is not None and not isinstance(arguments, dict):
+            raise invalid_params(f"Invalid arguments for prompt '{self.name}': arguments must be an object")
+        try:
+            kwargs = self.arguments.validate(arguments)
+        except pydantic.ValidationError as exc:
+            raise invalid_params(
+                f"Invalid arguments for prompt '{self.name}': {describe_validation_error(exc)}"
+            ) from None
+        value = await self.arguments.call(kwargs, context)
+        items = value if isinstance(value, (list, tuple)) else [value]
+        result: dict[str, Any] = {"messages": [_message(item) for item in items]}
+        if self.description:
+            result["description"] = self.description
+        return result

@@ -1,0 +1,157 @@
+"""Reading a user function's signature: argument schema, validation, Context injection.
+
+One pydantic model is built per function when it is registered; each call only
+runs the model's compiled validator.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import typing
+from collections.abc import Callable
+from typing import Any
+
+import anyio.to_thread
+import pydantic
+
+_BASE_MODEL_NAMES = frozenset(dir(pydantic.BaseModel))
+
+
+class _ArgumentsBase(pydantic.BaseModel):
+    # Extra arguments are ignored rather than refused: clients sometimes send
+    # fields a newer schema had, and the function could not use them anyway.
+    model_config = pydantic.ConfigDict(extra="ignore", arbitrary_types_allowed=True, populate_by_name=True)
+
+
+def _type_hints(fn: Callable[..., Any]) -> dict[str, Any]:
+    target = fn
+    if not (inspect.isfunction(target) or inspect.ismethod(target)) and callable(target):
+        target = target.__call__  # type: ignore[operator]
+    try:
+        return typing.get_type_hints(target, include_extras=True)
+    except Exception:
+        return getattr(target, "__annotations__", {}) or {}
+
+
+def _is_context(annotation: Any) -> bool:
+    from mcp_asgi.context import Context
+
+    if annotation is None:
+        return False
+    origin = typing.get_origin(annotation)
+    if origin is typing.Union or (origin is not None and str(origin) == "types.UnionType"):
+        return any(_is_context(arg) for arg in typing.get_args(annotation))
+    if origin is typing.Annotated:
+        return _is_context(typing.get_args(annotation)[0])
+    return inspect.isclass(annotation) and issubclass(annotation, Context)
+
+
+def is_async_callable(fn: Any) -> bool:
+    while isinstance(fn, functools.partial):
+        fn = fn.func
+    if inspect.iscoroutinefunction(fn):
+        return True
+    # An object whose __call__ is async (a callable class instance).
+    return not inspect.isfunction(fn) and inspect.iscoroutinefunction(type(fn).__call__)
+
+
+class FunctionArguments:
+    """The arguments of a user function: their JSON schema and a validator for calls."""
+
+    def __init__(self, fn: Callable[..., Any], *, model_name: str, skip: tuple[str, ...] = ()) -> None:
+        self.fn = fn
+        self.is_async = is_async_callable(fn)
+        hints = _type_hints(fn)
+        self.return_annotation = hints.get("return", inspect.Signature.empty)
+        self.context_param: str | None = None
+        self.accepts_any = False
+        fields: dict[str, Any] = {}
+        # (field name in the model, parameter name of the function)
+        self._names: list[tuple[str, str]] = []
+        for index, param in enumerate(inspect.signature(fn).parameters.values()):
+            if param.kind is inspect.Parameter.VAR_KEYWORD:
+                self.accepts_any = True
+                continue
+            if param.kind is inspect.Parameter.VAR_POSITIONAL or param.name in skip:
+                continue
+            annotation = hints.get(param.name, Any)
+            if _is_context(annotation):
+                self.context_param = param.name
+                continue
+            default = ... if param.default is inspect.Parameter.empty else param.default
+            field_name = param.name
+            if field_name.startswith("_") or field_name in _BASE_MODEL_NAMES:
+                # A parameter called `json` or `schema` would shadow BaseModel; keep it under an alias.
+                field_name = f"arg_{index}"
+                fields[field_name] = (annotation, pydantic.Field(default, alias=param.name))
+            else:
+                fields[field_name] = (annotation, default)
+            self._names.append((field_name, param.name))
+        self.parameter_names = [name for _, name in self._names]
+        self.model = pydantic.create_model(model_name, __base__=_ArgumentsBase, **fields)
+        self._validate = self.model.__pydantic_validator__.validate_python
+
+    def json_schema(self) -> dict[str, Any]:
+        schema = self.model.model_json_schema(by_alias=True)
+        schema.pop("title", None)
+        schema.setdefault("properties", {})
+        return schema
+
+    def describe(self) -> list[dict[str, Any]]:
+        """Name, description and required flag of each argument (the shape prompts use)."""
+        described = []
+        for field_name, name in self._names:
+            info = self.model.model_fields[field_name]
+            entry: dict[str, Any] = {"name": name, "required": info.is_required()}
+            if info.description:
+                entry["description"] = info.description
+            described.append(entry)
+        return described
+
+    def validate(self, arguments: dict[str, Any] | None) -> dict[str, Any]:
+        """Keyword arguments for the function; raises `pydantic.ValidationError` on bad input."""
+        validated = self._validate(arguments or {})
+        values = validated.__dict__
+        kwargs = {name: values[field_name] for field_name, name in self._names}
+        if self.accepts_any and arguments:
+            for key, value in arguments.items():
+                kwargs.setdefault(key, value)
+        return kwargs
+
+    async def call(self, kwargs: dict[str, Any], context: Any = None) -> Any:
+        if self.context_param is not None:
+            kwargs[self.context_param] = context
+        if self.is_async:
+            return await self.fn(**kwargs)
+        # Sync functions may block: keep them off the event loop.
+        return await anyio.to_thread.run_sync(functools.partial(self.fn, **kwargs))
+
+
+def describe_validation_error(error: pydantic.ValidationError) -> str:
+    """One line per problem, naming the field, so a model can correct its call."""
+    problems = []
+    for item in error.errors(include_url=False):
+        location = ".".join(str(part) for part in item.get("loc", ())) or "arguments"
+        message = item.get("msg", "invalid value")
+        if item.get("type") == "missing":
+            problems.append(f"{location}: missing required argument")
+            continue
+        given = item.get("input")
+        if isinstance(given, (str, int, float, bool)) or given is None:
+            problems.append(f"{location}: {message} (got {given!r})")
+        else:
+            problems.append(f"{location}: {message}")
+    return "; ".join(problems)
+
+
+def docstring_description(fn: Callable[..., Any]) -> str | None:
+    doc = inspect.getdoc(fn)
+    return doc.strip() if doc else None
+
+
+def callable_name(fn: Callable[..., Any]) -> str:
+    name = getattr(fn, "__name__", None) or type(fn).__name__
+    if name == "<lambda>":
+        raise ValueError("A lambda needs an explicit name=... when registered")
+    return name

@@ -1,0 +1,172 @@
+"""Tools: a Python function becomes a tool definition and a callable with validated arguments."""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import logging
+import typing
+from collections.abc import Callable
+from typing import Any
+
+import pydantic
+
+from mcp_asgi.components.content import Audio, File, Image, to_content, to_json_text, to_jsonable
+from mcp_asgi.components.signature import (
+    FunctionArguments,
+    callable_name,
+    describe_validation_error,
+    docstring_description,
+)
+
+logger = logging.getLogger("mcp_asgi")
+
+
+class ToolError(Exception):
+    """Raise from a tool to return an error result whose text is exactly this message."""
+
+
+@dataclasses.dataclass
+class ToolResult:
+    """Full control over a tool's result: content blocks, structured content, error flag, `_meta`."""
+
+    content: Any = None
+    structured_content: Any = None
+    is_error: bool = False
+    meta: dict[str, Any] | None = None
+
+
+_NO_SCHEMA_TYPES = (str, Image, Audio, File, bytes, ToolResult)
+
+
+def _wants_wrapped(annotation: Any) -> bool | None:
+    """None: no structured output; False: the value is the object; True: wrap it as {"result": value}."""
+    if annotation in (inspect.Signature.empty, None, type(None), Any):
+        return None
+    origin = typing.get_origin(annotation)
+    if origin is typing.Annotated:
+        return _wants_wrapped(typing.get_args(annotation)[0])
+    if inspect.isclass(annotation):
+        if issubclass(annotation, _NO_SCHEMA_TYPES):
+            return None
+        if issubclass(annotation, pydantic.BaseModel) or dataclasses.is_dataclass(annotation):
+            return False
+        if typing.is_typeddict(annotation) or issubclass(annotation, dict):
+            return False
+    if origin is dict:
+        return False
+    if origin in (list, tuple) and any(
+        inspect.isclass(arg) and issubclass(arg, (Image, Audio, File)) for arg in typing.get_args(annotation)
+    ):
+        return None
+    return True
+
+
+class Tool:
+    """A registered tool. `definition` is what `tools/list` serves."""
+
+    def __init__(
+        self,
+        fn: Callable[..., Any],
+        *,
+        name: str | None = None,
+        title: str | None = None,
+        description: str | None = None,
+        annotations: Any = None,
+        icons: list[dict[str, Any]] | None = None,
+        meta: dict[str, Any] | None = None,
+        input_schema: dict[str, Any] | None = None,
+        output_schema: dict[str, Any] | None = None,
+        structured_output: bool | None = None,
+    ) -> None:
+        self.fn = fn
+        self.name = name or callable_name(fn)
+        self.arguments = FunctionArguments(fn, model_name=f"{self.name}_arguments")
+        self.description = description if description is not None else docstring_description(fn)
+        self.input_schema = input_schema if input_schema is not None else self.arguments.json_schema()
+        self.wrap_result: bool | None = None
+        self.output_schema = output_schema
+        if output_schema is None and structured_output is not False:
+            self.wrap_result = _wants_wrapped(self.arguments.return_annotation)
+            if self.wrap_result is not None:
+                schema = pydantic.TypeAdapter(self.arguments.return_annotation).json_schema(mode="serialization")
+                schema.pop("title", None)
+                if self.wrap_result or schema.get("type") != "object":
+                    self.wrap_result = True
+                    schema = {"type": "object", "properties": {"result": schema}, "required": ["result"]}
+                self.output_schema = schema
+        elif output_schema is not None:
+            self.wrap_result = False
+
+        definition: dict[str, Any] = {"name": self.name}
+        if title is not None:
+            definition["title"] = title
+        if self.description:
+            definition["description"] = self.description
+        definition["inputSchema"] = self.input_schema
+        if annotations is not None:
+            if isinstance(annotations, pydantic.BaseModel):
+                annotations = annotations.model_dump(by_alias=True, exclude_none=True)
+            definition["annotations"] = dict(annotations)
+        if icons:
+            definition["icons"] = icons
+        if meta:
+            definition["_meta"] = meta
+        # Revisions before 2025-06-18 know neither output schemas nor titles.
+        self.legacy_definition = {k: v for k, v in definition.items() if k not in ("title", "icons")}
+        if self.output_schema is not None:
+            definition["outputSchema"] = self.output_schema
+        self.definition = definition
+
+    async def run(self, arguments: Any, context: Any, *, structured: bool = True) -> dict[str, Any]:
+        """Call the tool; every failure becomes a result with `isError: true`."""
+        if arguments is not None and not isinstance(arguments, dict):
+            return error_result(f"Invalid arguments for tool '{self.name}': arguments must be an object")
+        try:
+            kwargs = self.arguments.validate(arguments)
+        except pydantic.ValidationError as exc:
+            return error_result(f"Invalid arguments for tool '{self.name}': {describe_validation_error(exc)}")
+        try:
+            value = await self.arguments.call(kwargs, context)
+        except ToolError as exc:
+            return error_result(str(exc))
+        except Exception as exc:
+            logger.exception("Tool %r raised", self.name)
+            return error_result(f"Error executing tool {self.name}: {exc}" if str(exc) else type(exc).__name__)
+        try:
+            return self.to_result(value, structured=structured)
+        except Exception as exc:
+            logger.exception("Tool %r returned a value that could not be converted", self.name)
+            return error_result(f"Tool {self.name} returned an unusable value: {exc}")
+
+    def to_result(self, value: Any, *, structured: bool = True) -> dict[str, Any]:
+        if isinstance(value, ToolResult):
+            result: dict[str, Any] = {"content": to_content(value.content)}
+            if value.structured_content is not None and structured:
+                result["structuredContent"] = to_jsonable(value.structured_content)
+            if value.is_error:
+                result["isError"] = True
+            if value.meta:
+                result["_meta"] = value.meta
+            return result
+        if self.wrap_result is not None:
+            data = to_jsonable(value)
+            if self.wrap_result:
+                data = {"result": data}
+            # Also as text, for clients that ignore structured content (the spec asks for this).
+            result = {"content": [{"type": "text", "text": to_json_text(data if not self.wrap_result else value)}]}
+            if structured:
+                result["structuredContent"] = data
+            return result
+        result = {"content": to_content(value)}
+        if structured and isinstance(value, dict) and not _looks_like_content(value):
+            result["structuredContent"] = to_jsonable(value)
+        return result
+
+
+def _looks_like_content(value: dict[str, Any]) -> bool:
+    return "type" in value and value.get("type") in ("text", "image", "audio", "resource", "resource_link")
+
+
+def error_result(message: str) -> dict[str, Any]:
+    return {"content": [{"type": "text", "text": message}], "isError": True}

@@ -1,0 +1,114 @@
+"""The `Context` a tool, resource or prompt function receives when it asks for one."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from mcp_asgi.protocol.jsonrpc import notification
+
+if TYPE_CHECKING:
+    from starlette.requests import Request
+
+    from mcp_asgi.protocol.dispatch import Call
+    from mcp_asgi.server import MCPServer
+
+LOG_LEVELS = ("debug", "info", "notice", "warning", "error", "critical", "alert", "emergency")
+LEVEL_RANK = {level: rank for rank, level in enumerate(LOG_LEVELS)}
+
+
+class Context:
+    """What a function can know and do during one MCP request.
+
+    Declare a parameter annotated `Context` (any name) to get one; it is not part
+    of the tool's input schema.
+    """
+
+    def __init__(self, server: MCPServer, call: Call) -> None:
+        self._server = server
+        self._call = call
+
+    # What the request is.
+    @property
+    def request(self) -> Request | None:
+        """The Starlette `Request` of this MCP call (`None` over stdio)."""
+        return self._call.request
+
+    @property
+    def app(self) -> Any:
+        """The ASGI app that mounted the MCP app (the MCP app itself when standalone)."""
+        return self._call.host_app
+
+    @property
+    def server(self) -> MCPServer:
+        return self._server
+
+    @property
+    def lifespan_context(self) -> dict[str, Any]:
+        """What the server's own `lifespan=` yielded."""
+        return self._server.lifespan_state
+
+    @property
+    def request_id(self) -> Any:
+        return self._call.request_id
+
+    @property
+    def protocol_version(self) -> str:
+        return self._call.revision.version
+
+    @property
+    def session_id(self) -> str | None:
+        session = self._call.session
+        return session.session_id if session is not None else None
+
+    @property
+    def client_info(self) -> dict[str, Any] | None:
+        return self._call.client_info
+
+    @property
+    def client_capabilities(self) -> dict[str, Any]:
+        return self._call.client_capabilities
+
+    @property
+    def meta(self) -> dict[str, Any]:
+        return self._call.meta
+
+    # What the function can send back while it runs.
+    async def report_progress(self, progress: float, total: float | None = None, message: str | None = None) -> None:
+        """Send `notifications/progress` if the client asked for progress on this request."""
+        token = self._call.meta.get("progressToken")
+        if token is None or self._call.send is None:
+            return
+        params: dict[str, Any] = {"progressToken": token, "progress": progress}
+        if total is not None:
+            params["total"] = total
+        if message is not None:
+            params["message"] = message
+        await self._call.send(notification("notifications/progress", params))
+
+    async def log(self, level: str, message: Any, *, logger_name: str | None = None) -> None:
+        """Send `notifications/message` at `level`, if the client opted in to that level."""
+        if level not in LEVEL_RANK:
+            raise ValueError(f"log level must be one of {', '.join(LOG_LEVELS)}; got {level!r}")
+        threshold = self._call.log_level
+        if threshold is None or self._call.send is None or LEVEL_RANK[level] < LEVEL_RANK[threshold]:
+            return
+        params: dict[str, Any] = {"level": level, "data": message}
+        if logger_name is not None:
+            params["logger"] = logger_name
+        await self._call.send(notification("notifications/message", params))
+
+    async def debug(self, message: Any, *, logger_name: str | None = None) -> None:
+        await self.log("debug", message, logger_name=logger_name)
+
+    async def info(self, message: Any, *, logger_name: str | None = None) -> None:
+        await self.log("info", message, logger_name=logger_name)
+
+    async def warning(self, message: Any, *, logger_name: str | None = None) -> None:
+        await self.log("warning", message, logger_name=logger_name)
+
+    async def error(self, message: Any, *, logger_name: str | None = None) -> None:
+        await self.log("error", message, logger_name=logger_name)
+
+    async def read_resource(self, uri: str) -> list[dict[str, Any]]:
+        """Read one of this server's resources; returns its contents blocks."""
+        return await self._server._core.read_resource(uri, self._call)

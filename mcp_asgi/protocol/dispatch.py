@@ -1,0 +1,321 @@
+"""The protocol core: method -> handler, with each revision's rules applied to the result.
+
+Transport-agnostic: a transport builds a `Call` (which revision, which session,
+where request-scoped messages go) and awaits `ProtocolCore.handle(call)`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from mcp_asgi.context import LEVEL_RANK, Context
+from mcp_asgi.protocol.jsonrpc import (
+    INTERNAL_ERROR,
+    INVALID_PARAMS,
+    METHOD_NOT_FOUND,
+    UNSUPPORTED_PROTOCOL_VERSION,
+    MCPError,
+    RequestId,
+    invalid_params,
+)
+from mcp_asgi.protocol.versions import (
+    CACHEABLE_METHODS,
+    MODERN_VERSIONS,
+    REVISIONS,
+    SUPPORTED_VERSIONS,
+    Revision,
+    negotiate,
+)
+
+if TYPE_CHECKING:
+    from starlette.requests import Request
+
+    from mcp_asgi.server import MCPServer
+    from mcp_asgi.transports.sessions import SessionRecord
+
+logger = logging.getLogger("mcp_asgi")
+
+META_VERSION = "io.modelcontextprotocol/protocolVersion"
+META_CAPABILITIES = "io.modelcontextprotocol/clientCapabilities"
+META_CLIENT_INFO = "io.modelcontextprotocol/clientInfo"
+META_LOG_LEVEL = "io.modelcontextprotocol/logLevel"
+META_SERVER_INFO = "io.modelcontextprotocol/serverInfo"
+
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+@dataclass(slots=True)
+class Call:
+    """One request as the core sees it, whatever transport brought it."""
+
+    revision: Revision
+    method: str
+    params: dict[str, Any]
+    request_id: RequestId | None = None
+    session: SessionRecord | None = None
+    # Request-scoped messages (progress, logs) for the client; None when there is no way to send them.
+    send: Send | None = None
+    request: Request | None = None
+    host_app: Any = None
+    meta: dict[str, Any] = field(default_factory=dict)
+    client_capabilities: dict[str, Any] = field(default_factory=dict)
+    client_info: dict[str, Any] | None = None
+    log_level: str | None = None
+    # Set by handlers that changed the session record, so the transport saves it.
+    session_changed: bool = False
+
+
+def unsupported_version(requested: Any) -> MCPError:
+    return MCPError(
+        UNSUPPORTED_PROTOCOL_VERSION,
+        "Unsupported protocol version",
+        {"supported": list(SUPPORTED_VERSIONS), "requested": requested},
+        http_status=400,
+    )
+
+
+def read_modern_meta(params: dict[str, Any]) -> tuple[Revision, dict[str, Any], Any, str | None, dict[str, Any]]:
+    """Version, capabilities, client info and log level a modern request declares in `_meta`."""
+    meta = params.get("_meta")
+    if not isinstance(meta, dict):
+        raise _bad_meta(f"Invalid params: a {MODERN_VERSIONS[-1]} request must carry `_meta` with {META_VERSION}")
+    version = meta.get(META_VERSION)
+    if not isinstance(version, str):
+        raise _bad_meta(f"Invalid params: `_meta` is missing {META_VERSION}")
+    revision = REVISIONS.get(version)
+    if revision is None or not revision.stateless:
+        raise unsupported_version(version)
+    capabilities = meta.get(META_CAPABILITIES)
+    if not isinstance(capabilities, dict):
+        raise _bad_meta(f"Invalid params: `_meta` is missing {META_CAPABILITIES}")
+    level = meta.get(META_LOG_LEVEL)
+    if level is not None and level not in LEVEL_RANK:
+        raise _bad_meta(f"Invalid params: {META_LOG_LEVEL} must be one of {', '.join(LEVEL_RANK)}")
+    return revision, meta, meta.get(META_CLIENT_INFO), level, capabilities
+
+
+def _page(items: list[dict[str, Any]], cursor: Any, size: int | None) -> tuple[list[dict[str, Any]], str | None]:
+    start = 0
+    if cursor is not None:
+        try:
+            start = int(base64.urlsafe_b64decode(str(cursor).encode()).decode())
+        except (ValueError, binascii.Error, UnicodeDecodeError):
+            raise invalid_params("Invalid params: unknown pagination cursor") from None
+        if start < 0 or start > len(items):
+            raise invalid_params("Invalid params: unknown pagination cursor")
+    if size is None:
+        return items[start:], None
+    end = start + size
+    next_cursor = base64.urlsafe_b64encode(str(end).encode()).decode() if end < len(items) else None
+    return items[start:end], next_cursor
+
+
+def _require_str(params: dict[str, Any], key: str, method: str) -> str:
+    value = params.get(key)
+    if not isinstance(value, str):
+        raise invalid_params(f"Invalid params: {method} needs a string `{key}`")
+    return value
+
+
+class ProtocolCore:
+    """Answers MCP requests for one server."""
+
+    def __init__(self, server: MCPServer) -> None:
+        self.server = server
+        self._handlers: dict[str, Callable[[Call], Awaitable[dict[str, Any]]]] = {
+            "initialize": self._initialize,
+            "ping": self._empty,
+            "logging/setLevel": self._set_level,
+            "server/discover": self._discover,
+            "tools/list": self._tools_list,
+            "tools/call": self._tools_call,
+            "resources/list": self._resources_list,
+            "resources/templates/list": self._templates_list,
+            "resources/read": self._resources_read,
+            "prompts/list": self._prompts_list,
+            "prompts/get": self._prompts_get,
+            "completion/complete": self._complete,
+        }
+
+    def knows(self, call: Call) -> bool:
+        if call.method == "completion/complete" and self.server._completion is None:
+            return False
+        return call.revision.allows(call.method) and call.method in self._handlers
+
+    async def handle(self, call: Call) -> dict[str, Any]:
+        """The result of one request, shaped for its revision; raises `MCPError`."""
+        if not self.knows(call):
+            status = 404 if call.revision.stateless else 200
+            raise MCPError(METHOD_NOT_FOUND, f"Method not found: {call.method}", http_status=status)
+        try:
+            result = await self._handlers[call.method](call)
+        except MCPError:
+            raise
+        except Exception as exc:
+            logger.exception("Handler for %s raised", call.method)
+            raise MCPError(INTERNAL_ERROR, f"Internal error: {exc}", http_status=200) from exc
+        if call.revision.result_type:
+            result.setdefault("resultType", "complete")
+            if call.method in CACHEABLE_METHODS and result["resultType"] == "complete":
+                result.setdefault("ttlMs", self.server.cache_ttl_ms)
+                result.setdefault("cacheScope", "public" if call.method != "resources/read" else "private")
+            meta = result.get("_meta")
+            if meta is None:
+                result["_meta"] = {META_SERVER_INFO: self.server.server_info}
+            else:
+                meta.setdefault(META_SERVER_INFO, self.server.server_info)
+        return result
+
+    def context(self, call: Call) -> Context:
+        return self.server.context_class(self.server, call)
+
+    # Handshake and housekeeping.
+    def capabilities(self) -> dict[str, Any]:
+        caps: dict[str, Any] = {
+            "tools": {"listChanged": False},
+            "resources": {"subscribe": False, "listChanged": False},
+            "prompts": {"listChanged": False},
+            "logging": {},
+        }
+        if self.server._completion is not None:
+            caps["completions"] = {}
+        return caps
+
+    async def _initialize(self, call: Call) -> dict[str, Any]:
+        revision = negotiate(call.params.get("protocolVersion"))
+        session = call.session
+        if session is not None:
+            session.protocol_version = revision.version
+            capabilities = call.params.get("capabilities")
+            session.client_capabilities = capabilities if isinstance(capabilities, dict) else {}
+            client_info = call.params.get("clientInfo")
+            session.client_info = client_info if isinstance(client_info, dict) else None
+            call.session_changed = True
+        result: dict[str, Any] = {
+            "protocolVersion": revision.version,
+            "capabilities": self.capabilities(),
+            "serverInfo": self.server.server_info,
+        }
+        if self.server.instructions:
+            result["instructions"] = self.server.instructions
+        return result
+
+    async def _empty(self, call: Call) -> dict[str, Any]:
+        return {}
+
+    async def _set_level(self, call: Call) -> dict[str, Any]:
+        level = call.params.get("level")
+        if level not in LEVEL_RANK:
+            raise invalid_params(f"Invalid params: level must be one of {', '.join(LEVEL_RANK)}")
+        if call.session is not None:
+            call.session.log_level = level
+            call.session_changed = True
+        return {}
+
+    async def _discover(self, call: Call) -> dict[str, Any]:
+        result: dict[str, Any] = {
+            "supportedVersions": list(SUPPORTED_VERSIONS),
+            "capabilities": self.capabilities(),
+        }
+        if self.server.instructions:
+            result["instructions"] = self.server.instructions
+        return result
+
+    # Tools.
+    async def _tools_list(self, call: Call) -> dict[str, Any]:
+        structured = call.revision.structured_output
+        tools = [t.definition if structured else t.legacy_definition for t in self.server._tools.values()]
+        page, next_cursor = _page(tools, call.params.get("cursor"), self.server.page_size)
+        result: dict[str, Any] = {"tools": page}
+        if next_cursor:
+            result["nextCursor"] = next_cursor
+        return result
+
+    async def _tools_call(self, call: Call) -> dict[str, Any]:
+        name = _require_str(call.params, "name", "tools/call")
+        tool = self.server._tools.get(name)
+        if tool is None:
+            raise invalid_params(f"Unknown tool: {name}")
+        context = self.context(call) if tool.arguments.context_param else None
+        return await tool.run(call.params.get("arguments"), context, structured=call.revision.structured_output)
+
+    # Resources.
+    async def _resources_list(self, call: Call) -> dict[str, Any]:
+        items = [r.definition for r in self.server._resources.values()]
+        page, next_cursor = _page(items, call.params.get("cursor"), self.server.page_size)
+        result: dict[str, Any] = {"resources": page}
+        if next_cursor:
+            result["nextCursor"] = next_cursor
+        return result
+
+    async def _templates_list(self, call: Call) -> dict[str, Any]:
+        items = [t.definition for t in self.server._templates.values()]
+        page, next_cursor = _page(items, call.params.get("cursor"), self.server.page_size)
+        result: dict[str, Any] = {"resourceTemplates": page}
+        if next_cursor:
+            result["nextCursor"] = next_cursor
+        return result
+
+    async def read_resource(self, uri: str, call: Call) -> list[dict[str, Any]]:
+        resource = self.server._resources.get(uri)
+        if resource is not None:
+            context = self.context(call) if resource.arguments.context_param else None
+            return await resource.read(context)
+        for template in self.server._templates.values():
+            params = template.match(uri)
+            if params is not None:
+                context = self.context(call) if template.arguments.context_param else None
+                return await template.read(uri, params, context)
+        raise MCPError(call.revision.resource_not_found_code, f"Resource not found: {uri}", {"uri": uri})
+
+    async def _resources_read(self, call: Call) -> dict[str, Any]:
+        uri = _require_str(call.params, "uri", "resources/read")
+        return {"contents": await self.read_resource(uri, call)}
+
+    # Prompts.
+    async def _prompts_list(self, call: Call) -> dict[str, Any]:
+        items = [p.definition for p in self.server._prompts.values()]
+        page, next_cursor = _page(items, call.params.get("cursor"), self.server.page_size)
+        result: dict[str, Any] = {"prompts": page}
+        if next_cursor:
+            result["nextCursor"] = next_cursor
+        return result
+
+    async def _prompts_get(self, call: Call) -> dict[str, Any]:
+        name = _require_str(call.params, "name", "prompts/get")
+        prompt = self.server._prompts.get(name)
+        if prompt is None:
+            raise invalid_params(f"Unknown prompt: {name}")
+        context = self.context(call) if prompt.arguments.context_param else None
+        try:
+            return await prompt.render(call.params.get("arguments"), context)
+        except ValueError as exc:
+            raise MCPError(INTERNAL_ERROR, f"Prompt {name} returned an unusable value: {exc}") from exc
+
+    # Completion.
+    async def _complete(self, call: Call) -> dict[str, Any]:
+        handler = self.server._completion
+        assert handler is not None
+        ref = call.params.get("ref")
+        argument = call.params.get("argument")
+        if not isinstance(ref, dict) or not isinstance(argument, dict):
+            raise invalid_params("Invalid params: completion/complete needs `ref` and `argument` objects")
+        context_arg = call.params.get("context")
+        arguments = context_arg.get("arguments", {}) if isinstance(context_arg, dict) else {}
+        value = await handler.call(ref, argument, arguments, self.context(call))
+        if isinstance(value, dict) and "values" in value:
+            completion = dict(value)
+        else:
+            values = [str(v) for v in (value or [])]
+            completion = {"values": values[:100], "total": len(values), "hasMore": len(values) > 100}
+        return {"completion": completion}
+
+
+def _bad_meta(message: str) -> MCPError:
+    # A request missing its required `_meta` fields is malformed: 400 on HTTP.
+    return MCPError(INVALID_PARAMS, message, http_status=400)

@@ -1,0 +1,140 @@
+"""JSON-RPC 2.0 envelopes, error codes and the one typed error the core raises.
+
+Messages stay plain dicts: building a pydantic model per envelope costs more than
+the whole dispatch of a trivial tool call, and the transports only need a few keys.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pydantic_core
+
+JSONRPC = "2.0"
+
+PARSE_ERROR = -32700
+INVALID_REQUEST = -32600
+METHOD_NOT_FOUND = -32601
+INVALID_PARAMS = -32602
+INTERNAL_ERROR = -32603
+# Used by 2025 revisions for "resource not found"; 2026-07-28 replaced it with INVALID_PARAMS.
+RESOURCE_NOT_FOUND = -32002
+# Codes the 2026-07-28 revision defines in its reserved range.
+HEADER_MISMATCH = -32020
+MISSING_CLIENT_CAPABILITY = -32021
+UNSUPPORTED_PROTOCOL_VERSION = -32022
+
+RequestId = str | int
+
+
+class MCPError(Exception):
+    """A protocol error: becomes one JSON-RPC error response (and, on HTTP, a status code).
+
+    `http_status` is the status the Streamable HTTP transport answers with; the
+    transports that have no status (stdio, legacy SSE) ignore it.
+    """
+
+    def __init__(self, code: int, message: str, data: Any = None, *, http_status: int = 200) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.data = data
+        self.http_status = http_status
+
+    def to_error(self) -> dict[str, Any]:
+        error: dict[str, Any] = {"code": self.code, "message": self.message}
+        if self.data is not None:
+            error["data"] = self.data
+        return error
+
+
+def invalid_params(message: str, data: Any = None, *, http_status: int = 200) -> MCPError:
+    return MCPError(INVALID_PARAMS, message, data, http_status=http_status)
+
+
+def result_response(request_id: RequestId, result: dict[str, Any]) -> dict[str, Any]:
+    return {"jsonrpc": JSONRPC, "id": request_id, "result": result}
+
+
+def error_response(request_id: RequestId | None, error: MCPError) -> dict[str, Any]:
+    message: dict[str, Any] = {"jsonrpc": JSONRPC, "error": error.to_error()}
+    # An id that could not be read is omitted (the 2026 schema) rather than sent as null.
+    if request_id is not None:
+        message["id"] = request_id
+    return message
+
+
+def notification(method: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
+    message: dict[str, Any] = {"jsonrpc": JSONRPC, "method": method}
+    if params is not None:
+        message["params"] = params
+    return message
+
+
+def request(request_id: RequestId, method: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
+    message = notification(method, params)
+    message["id"] = request_id
+    return message
+
+
+def decode(body: bytes | str) -> Any:
+    """Parse one message body; malformed JSON is a PARSE_ERROR with status 400."""
+    try:
+        return json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise MCPError(PARSE_ERROR, f"Parse error: {exc}", http_status=400) from None
+
+
+def encode(message: Any) -> bytes:
+    """Serialize one outgoing message.
+
+    pydantic-core's encoder is several times faster than `json.dumps` and also
+    handles the values user code tends to return (datetimes, UUIDs, models).
+    """
+    try:
+        return pydantic_core.to_json(message)
+    except pydantic_core.PydanticSerializationError:
+        return json.dumps(message, default=str, ensure_ascii=False).encode()
+
+
+# Message kinds, as classified from a decoded body.
+REQUEST = "request"
+NOTIFICATION = "notification"
+RESPONSE = "response"
+
+
+def classify(message: Any) -> str:
+    """Say what a decoded message is, or raise INVALID_REQUEST (status 400)."""
+    if not isinstance(message, dict):
+        if isinstance(message, list):
+            raise MCPError(INVALID_REQUEST, "Invalid Request: JSON-RPC batches are not supported", http_status=400)
+        raise MCPError(INVALID_REQUEST, "Invalid Request: the body must be a JSON-RPC object", http_status=400)
+    if message.get("jsonrpc") != JSONRPC:
+        raise MCPError(INVALID_REQUEST, 'Invalid Request: "jsonrpc" must be "2.0"', http_status=400)
+    method = message.get("method")
+    has_id = "id" in message
+    if method is not None:
+        if not isinstance(method, str):
+            raise MCPError(INVALID_REQUEST, 'Invalid Request: "method" must be a string', http_status=400)
+        params = message.get("params")
+        if params is not None and not isinstance(params, dict):
+            raise MCPError(INVALID_REQUEST, 'Invalid Request: "params" must be an object', http_status=400)
+        if not has_id:
+            return NOTIFICATION
+        request_id = message["id"]
+        if isinstance(request_id, bool) or not isinstance(request_id, (str, int)):
+            raise MCPError(INVALID_REQUEST, 'Invalid Request: "id" must be a string or an integer', http_status=400)
+        return REQUEST
+    if has_id and ("result" in message or "error" in message):
+        return RESPONSE
+    raise MCPError(INVALID_REQUEST, 'Invalid Request: a message needs "method", or "result"/"error"', http_status=400)
+
+
+def request_id_of(message: Any) -> RequestId | None:
+    """The id of a message when it is readable, for error responses."""
+    if isinstance(message, dict):
+        request_id = message.get("id")
+        if isinstance(request_id, (str, int)) and not isinstance(request_id, bool):
+            return request_id
+    return None

@@ -1,0 +1,133 @@
+"""What each protocol revision allows, as data.
+
+Handlers are written once; everything that differs between revisions (which
+methods exist, whether there is a handshake and a session, how results are
+shaped, which headers are required) is read from the `Revision` records here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from mcp_asgi.protocol.jsonrpc import INVALID_PARAMS, RESOURCE_NOT_FOUND
+
+MODERN = "2026-07-28"
+LATEST_LEGACY = "2025-11-25"
+
+_COMMON = frozenset(
+    {
+        "tools/list",
+        "tools/call",
+        "resources/list",
+        "resources/read",
+        "resources/templates/list",
+        "prompts/list",
+        "prompts/get",
+        "completion/complete",
+    }
+)
+_LEGACY_ONLY = frozenset({"initialize", "ping", "logging/setLevel", "resources/subscribe", "resources/unsubscribe"})
+_MODERN_ONLY = frozenset({"server/discover", "subscriptions/listen"})
+
+# Results of these methods carry `ttlMs`/`cacheScope` on revisions with caching hints.
+CACHEABLE_METHODS = frozenset(
+    {"server/discover", "tools/list", "prompts/list", "resources/list", "resources/templates/list", "resources/read"}
+)
+# Methods whose Streamable HTTP request must carry `Mcp-Name`, and the param it mirrors.
+NAMED_METHODS = {"tools/call": "name", "prompts/get": "name", "resources/read": "uri"}
+
+
+@dataclass(frozen=True)
+class Revision:
+    version: str
+    # Modern revisions carry version and capabilities in every request's `_meta`;
+    # legacy ones negotiate them once with `initialize` and keep a session.
+    stateless: bool
+    methods: frozenset[str]
+    # Results carry `resultType` and the cacheable ones `ttlMs`/`cacheScope`.
+    result_type: bool
+    # Tool results may carry `structuredContent`, tools an `outputSchema`.
+    structured_output: bool
+    # Titles, icons, resource links and elicitation appeared with 2025-06-18.
+    titles: bool
+    resource_not_found_code: int
+    # Streamable HTTP: `Mcp-Method` / `Mcp-Name` headers must mirror the body.
+    method_headers: bool
+    # Streamable HTTP: SSE streams open with a priming event id (2025-11-25 polling).
+    sse_event_ids: bool
+
+    def allows(self, method: str) -> bool:
+        return method in self.methods
+
+
+REVISIONS: dict[str, Revision] = {
+    MODERN: Revision(
+        version=MODERN,
+        stateless=True,
+        methods=_COMMON | _MODERN_ONLY,
+        result_type=True,
+        structured_output=True,
+        titles=True,
+        resource_not_found_code=INVALID_PARAMS,
+        method_headers=True,
+        sse_event_ids=False,
+    ),
+    "2025-11-25": Revision(
+        version="2025-11-25",
+        stateless=False,
+        methods=_COMMON | _LEGACY_ONLY,
+        result_type=False,
+        structured_output=True,
+        titles=True,
+        resource_not_found_code=RESOURCE_NOT_FOUND,
+        method_headers=False,
+        sse_event_ids=True,
+    ),
+    "2025-06-18": Revision(
+        version="2025-06-18",
+        stateless=False,
+        methods=_COMMON | _LEGACY_ONLY,
+        result_type=False,
+        structured_output=True,
+        titles=True,
+        resource_not_found_code=RESOURCE_NOT_FOUND,
+        method_headers=False,
+        sse_event_ids=False,
+    ),
+    "2025-03-26": Revision(
+        version="2025-03-26",
+        stateless=False,
+        methods=_COMMON | _LEGACY_ONLY,
+        result_type=False,
+        structured_output=False,
+        titles=False,
+        resource_not_found_code=RESOURCE_NOT_FOUND,
+        method_headers=False,
+        sse_event_ids=False,
+    ),
+    # The 2024-11-05 revision, spoken by clients of the legacy HTTP+SSE transport.
+    "2024-11-05": Revision(
+        version="2024-11-05",
+        stateless=False,
+        methods=_COMMON | _LEGACY_ONLY,
+        result_type=False,
+        structured_output=False,
+        titles=False,
+        resource_not_found_code=RESOURCE_NOT_FOUND,
+        method_headers=False,
+        sse_event_ids=False,
+    ),
+}
+
+SUPPORTED_VERSIONS: tuple[str, ...] = tuple(REVISIONS)
+LEGACY_VERSIONS: tuple[str, ...] = tuple(v for v, r in REVISIONS.items() if not r.stateless)
+MODERN_VERSIONS: tuple[str, ...] = tuple(v for v, r in REVISIONS.items() if r.stateless)
+
+
+def negotiate(requested: object) -> Revision:
+    """The legacy revision an `initialize` settles on: the client's if we speak it, else our latest."""
+    if isinstance(requested, str):
+        revision = REVISIONS.get(requested)
+        if revision is not None and not revision.stateless:
+            return revision
+    return REVISIONS[LATEST_LEGACY]

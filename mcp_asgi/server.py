@@ -1,0 +1,356 @@
+"""`MCPServer` (alias `FastMCP`): register tools, resources and prompts; serve them."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any, TypeVar
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.routing import BaseRoute, Match, NoMatchFound, Route
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from mcp_asgi.asgi.lifespan import SharedLifespan
+from mcp_asgi.components.prompts import Prompt
+from mcp_asgi.components.resources import Resource, ResourceTemplate, is_template
+from mcp_asgi.components.signature import FunctionArguments
+from mcp_asgi.components.tools import Tool
+from mcp_asgi.context import Context
+from mcp_asgi.protocol.dispatch import ProtocolCore
+from mcp_asgi.transports.sessions import SessionStore
+from mcp_asgi.transports.streamable_http import StreamableHTTPEndpoint
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+try:
+    from starlette._utils import get_route_path
+except ImportError:  # pragma: no cover - older Starlette
+
+    def get_route_path(scope: Scope) -> str:
+        path: str = scope["path"]
+        root = scope.get("root_path", "")
+        return path[len(root) :] if root and path.startswith(root) else path
+
+
+HTTP_TRANSPORTS = ("http", "streamable-http")
+
+
+class _Completion:
+    def __init__(self, fn: Callable[..., Any]) -> None:
+        self.arguments = FunctionArguments(fn, model_name="completion_arguments")
+        self.fn = fn
+
+    async def call(self, ref: dict[str, Any], argument: dict[str, Any], arguments: dict[str, Any], ctx: Any) -> Any:
+        kwargs: dict[str, Any] = {}
+        names = self.arguments.parameter_names
+        for name, value in (("ref", ref), ("argument", argument), ("context", arguments), ("arguments", arguments)):
+            if name in names:
+                kwargs[name] = value
+        return await self.arguments.call(kwargs, ctx)
+
+
+class EndpointRoute(BaseRoute):
+    """Matches the MCP path with or without a trailing slash, so neither answers 307."""
+
+    def __init__(self, path: str, endpoint: ASGIApp, *, name: str | None = None) -> None:
+        if path != "/" and not path.startswith("/"):
+            raise ValueError(f"`path` must start with '/', got {path!r}")
+        self.path = path.rstrip("/")
+        self.endpoint = endpoint
+        self.name = name
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        if scope["type"] == "http" and get_route_path(scope).rstrip("/") == self.path:
+            return Match.FULL, {}
+        return Match.NONE, {}
+
+    def url_path_for(self, name: str, /, **path_params: Any) -> Any:
+        from starlette.datastructures import URLPath
+
+        if name == self.name and not path_params:
+            return URLPath(self.path or "/")
+        raise NoMatchFound(name, path_params)
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.endpoint(scope, receive, send)
+
+
+class MCPApp(Starlette):
+    """The Starlette app `http_app()` returns. It remembers which app mounted it."""
+
+    mcp_server: MCPServer
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # Starlette overwrites scope["app"]; keep the host's for `ctx.app` first.
+        if "mcp_asgi.host_app" not in scope:
+            scope["mcp_asgi.host_app"] = scope.get("app", self)
+        await super().__call__(scope, receive, send)
+
+    @property
+    def lifespan(self) -> SharedLifespan:
+        """The server's lifespan, for `FastAPI(lifespan=mcp_app.lifespan)`."""
+        return self.mcp_server._lifespan
+
+    def __mcp_asgi_app__(self) -> ASGIApp:
+        return self
+
+
+class MCPServer:
+    """An MCP server: decorate functions to expose them, then serve with `http_app()` or `run()`.
+
+    ```python
+    mcp = MCPServer("Demo")
+
+    @mcp.tool
+    def add(a: int, b: int) -> int:
+        "Add two numbers."
+        return a + b
+
+    app = mcp.http_app()   # a Starlette app serving POST/GET/DELETE /mcp
+    ```
+    """
+
+    def __init__(
+        self,
+        name: str = "mcp-asgi",
+        *,
+        version: str = "0.1.0",
+        instructions: str | None = None,
+        lifespan: Callable[[MCPServer], contextlib.AbstractAsyncContextManager[Any]] | None = None,
+        title: str | None = None,
+        website_url: str | None = None,
+        icons: list[dict[str, Any]] | None = None,
+        page_size: int | None = None,
+        cache_ttl_ms: int = 0,
+        context_class: type[Context] = Context,
+    ) -> None:
+        if page_size is not None and page_size < 1:
+            raise ValueError("`page_size` must be a positive number of items, or None for no pagination")
+        if cache_ttl_ms < 0:
+            raise ValueError("`cache_ttl_ms` must be >= 0")
+        self.name = name
+        self.version = version
+        self.instructions = instructions
+        self.page_size = page_size
+        self.cache_ttl_ms = cache_ttl_ms
+        self.context_class = context_class
+        self.server_info: dict[str, Any] = {"name": name, "version": version}
+        if title:
+            self.server_info["title"] = title
+        if website_url:
+            self.server_info["websiteUrl"] = website_url
+        if icons:
+            self.server_info["icons"] = icons
+        self._tools: dict[str, Tool] = {}
+        self._resources: dict[str, Resource] = {}
+        self._templates: dict[str, ResourceTemplate] = {}
+        self._prompts: dict[str, Prompt] = {}
+        self._completion: _Completion | None = None
+        self._custom_routes: list[BaseRoute] = []
+        self._user_lifespan = lifespan
+        self._lifespan = SharedLifespan(self._run_lifespan, name=f"MCP server {name!r}")
+        self._core = ProtocolCore(self)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.name!r})"
+
+    # Registration.
+    def tool(
+        self,
+        fn: F | None = None,
+        /,
+        *,
+        name: str | None = None,
+        title: str | None = None,
+        description: str | None = None,
+        annotations: Any = None,
+        icons: list[dict[str, Any]] | None = None,
+        meta: dict[str, Any] | None = None,
+        input_schema: dict[str, Any] | None = None,
+        output_schema: dict[str, Any] | None = None,
+        structured_output: bool | None = None,
+    ) -> Any:
+        """Register a function as a tool: `@mcp.tool`, `@mcp.tool()` or `@mcp.tool(name=...)`."""
+        if isinstance(fn, str):
+            raise TypeError("Use @mcp.tool(name='...') to name a tool; the first argument is the function")
+
+        def register(func: F) -> F:
+            self.add_tool(
+                Tool(
+                    func,
+                    name=name,
+                    title=title,
+                    description=description,
+                    annotations=annotations,
+                    icons=icons,
+                    meta=meta,
+                    input_schema=input_schema,
+                    output_schema=output_schema,
+                    structured_output=structured_output,
+                )
+            )
+            return func
+
+        return register(fn) if fn is not None else register
+
+    def add_tool(self, tool: Tool) -> Tool:
+        self._tools[tool.name] = tool
+        return tool
+
+    def remove_tool(self, name: str) -> None:
+        if self._tools.pop(name, None) is None:
+            raise KeyError(f"No tool named {name!r}")
+
+    def resource(
+        self,
+        uri: str,
+        *,
+        name: str | None = None,
+        title: str | None = None,
+        description: str | None = None,
+        mime_type: str | None = None,
+        annotations: dict[str, Any] | None = None,
+        icons: list[dict[str, Any]] | None = None,
+        meta: dict[str, Any] | None = None,
+        size: int | None = None,
+    ) -> Callable[[F], F]:
+        """Register a resource at `uri`; a URI with `{param}` parts makes a resource template."""
+        if not isinstance(uri, str) or callable(uri):
+            raise TypeError("@mcp.resource needs the URI: @mcp.resource('data://config')")
+
+        def register(func: F) -> F:
+            options = dict(
+                name=name,
+                title=title,
+                description=description,
+                mime_type=mime_type,
+                annotations=annotations,
+                icons=icons,
+                meta=meta,
+            )
+            if is_template(uri):
+                template = ResourceTemplate(func, uri, **options)
+                self._templates[uri] = template
+            else:
+                self._resources[uri] = Resource(func, uri, size=size, **options)
+            return func
+
+        return register
+
+    def prompt(
+        self,
+        fn: F | None = None,
+        /,
+        *,
+        name: str | None = None,
+        title: str | None = None,
+        description: str | None = None,
+        icons: list[dict[str, Any]] | None = None,
+        meta: dict[str, Any] | None = None,
+    ) -> Any:
+        """Register a prompt: `@mcp.prompt`, `@mcp.prompt()` or `@mcp.prompt(name=...)`."""
+        if isinstance(fn, str):
+            raise TypeError("Use @mcp.prompt(name='...') to name a prompt; the first argument is the function")
+
+        def register(func: F) -> F:
+            prompt = Prompt(func, name=name, title=title, description=description, icons=icons, meta=meta)
+            self._prompts[prompt.name] = prompt
+            return func
+
+        return register(fn) if fn is not None else register
+
+    def completion(self, fn: F | None = None, /) -> Any:
+        """Register the completion handler: `fn(ref, argument, context) -> list[str]`.
+
+        `ref` is the prompt or resource-template reference, `argument` has `name` and
+        `value`, `context` the arguments already filled in. Any may be left out.
+        """
+
+        def register(func: F) -> F:
+            self._completion = _Completion(func)
+            return func
+
+        return register(fn) if fn is not None else register
+
+    def custom_route(
+        self, path: str, methods: Sequence[str] | None = None, *, name: str | None = None
+    ) -> Callable[[F], F]:
+        """Serve a plain Starlette endpoint beside the MCP endpoint (and under its mount prefix)."""
+
+        def register(func: F) -> F:
+            self._custom_routes.append(Route(path, func, methods=list(methods) if methods else None, name=name))
+            return func
+
+        return register
+
+    # Lifespan.
+    @contextlib.asynccontextmanager
+    async def _run_lifespan(self, app: Any) -> AsyncIterator[dict[str, Any]]:
+        if self._user_lifespan is None:
+            yield {}
+            return
+        async with self._user_lifespan(self) as state:
+            yield dict(state) if isinstance(state, dict) else ({} if state is None else {"lifespan": state})
+
+    @property
+    def lifespan_state(self) -> dict[str, Any]:
+        return self._lifespan.state
+
+    async def ensure_started(self, scope: Scope) -> None:
+        """Start the server's lifespan on first use when no host ran it (it logs how to wire it)."""
+        if self._user_lifespan is not None and not self._lifespan.running:
+            await self._lifespan.ensure_started(scope.get("mcp_asgi.host_app"))
+
+    # Serving.
+    def http_app(
+        self,
+        path: str | None = None,
+        transport: str = "http",
+        middleware: Sequence[Middleware] | None = None,
+        json_response: bool = False,
+        stateless: bool = False,
+        *,
+        session_store: SessionStore | None = None,
+        keepalive_interval: float = 15.0,
+        max_body_size: int = 4 * 1024 * 1024,
+        debug: bool = False,
+    ) -> MCPApp:
+        """A Starlette app serving this server; mount it anywhere or run it with uvicorn."""
+        if transport == "sse":
+            raise NotImplementedError(
+                "The legacy HTTP+SSE transport is not available yet; use transport='http' (Streamable HTTP)"
+            )
+        if transport not in HTTP_TRANSPORTS:
+            raise ValueError(f"`transport` must be one of {', '.join(HTTP_TRANSPORTS)}, got {transport!r}")
+        path = "/mcp" if path is None else path
+        if not path.startswith("/"):
+            raise ValueError(f"`path` must start with '/', got {path!r}")
+        if middleware is not None and not all(isinstance(m, Middleware) for m in middleware):
+            raise TypeError("`middleware` must be a list of starlette.middleware.Middleware(...) entries")
+        endpoint = StreamableHTTPEndpoint(
+            self,
+            json_response=json_response,
+            stateless=stateless,
+            session_store=session_store,
+            keepalive_interval=keepalive_interval,
+            max_body_size=max_body_size,
+        )
+        routes: list[BaseRoute] = [EndpointRoute(path, endpoint, name="mcp"), *self._custom_routes]
+        app = MCPApp(debug=debug, routes=routes, middleware=list(middleware or ()), lifespan=self._lifespan)
+        app.mcp_server = self
+        app.state.mcp_server = self
+        app.state.fastmcp_server = self
+        app.state.mcp_endpoint = endpoint
+        return app
+
+    def streamable_http_app(self, **options: Any) -> MCPApp:
+        """`http_app(transport="http")`, under the name the official SDK uses."""
+        return self.http_app(transport="http", **options)
+
+    def __mcp_asgi_app__(self) -> MCPApp:
+        """The app `mount()` and `combine_lifespans()` use: the endpoint at the mount root."""
+        return self.http_app(path="/")
+
+
+FastMCP = MCPServer

@@ -1,0 +1,107 @@
+"""Small HTTP helpers the transports share: headers, bodies, plain responses, SSE framing."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Any
+
+from starlette.types import Receive, Scope, Send
+
+from mcp_asgi.protocol.jsonrpc import INVALID_REQUEST, MCPError, encode, error_response
+
+SSE_HEADERS = [
+    (b"content-type", b"text/event-stream"),
+    (b"cache-control", b"no-cache, no-transform"),
+    (b"x-accel-buffering", b"no"),
+    (b"connection", b"keep-alive"),
+]
+JSON_CONTENT_TYPE = (b"content-type", b"application/json")
+
+
+def header_map(scope: Scope) -> dict[str, str]:
+    """Request headers by lower-case name (ASGI already lower-cases them); later repeats win."""
+    return {name.decode("latin-1"): value.decode("latin-1") for name, value in scope["headers"]}
+
+
+def media_types(value: str) -> set[str]:
+    return {part.split(";", 1)[0].strip().lower() for part in value.split(",") if part.strip()}
+
+
+def accepts(accept: str | None, wanted: str) -> bool:
+    if accept is None:
+        return False
+    types = media_types(accept)
+    major = wanted.split("/", 1)[0]
+    return wanted in types or "*/*" in types or f"{major}/*" in types
+
+
+def is_json_content_type(value: str | None) -> bool:
+    return value is not None and value.split(";", 1)[0].strip().lower() == "application/json"
+
+
+def decode_header_value(value: str) -> str | None:
+    """Undo the `=?base64?...?=` sentinel encoding; None if the encoding is broken."""
+    if value.startswith("=?base64?") and value.endswith("?=") and len(value) >= 11:
+        try:
+            return base64.b64decode(value[9:-2], validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError):
+            return None
+    return value
+
+
+async def read_body(receive: Receive, limit: int, declared: str | None) -> bytes:
+    """The whole request body; 413 past `limit` bytes."""
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise MCPError(INVALID_REQUEST, f"Request body larger than {limit} bytes", http_status=413)
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ConnectionAbortedError
+        chunk = message.get("body", b"")
+        if chunk:
+            size += len(chunk)
+            if size > limit:
+                raise MCPError(INVALID_REQUEST, f"Request body larger than {limit} bytes", http_status=413)
+            chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+async def send_bytes(
+    send: Send,
+    status: int,
+    body: bytes,
+    headers: list[tuple[bytes, bytes]] | None = None,
+    content_type: tuple[bytes, bytes] | None = JSON_CONTENT_TYPE,
+) -> None:
+    raw = [(b"content-length", str(len(body)).encode())]
+    if content_type is not None and body:
+        raw.append(content_type)
+    if headers:
+        raw.extend(headers)
+    await send({"type": "http.response.start", "status": status, "headers": raw})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def send_error(
+    send: Send, error: MCPError, request_id: Any = None, headers: list[tuple[bytes, bytes]] | None = None
+) -> None:
+    status = error.http_status if error.http_status >= 400 else 400
+    await send_bytes(send, status, encode(error_response(request_id, error)), headers)
+
+
+def sse_event(message: Any, event: str | None = "message", event_id: str | None = None) -> bytes:
+    parts = []
+    if event_id is not None:
+        parts.append(b"id: " + event_id.encode())
+    if event is not None:
+        parts.append(b"event: " + event.encode())
+    parts.append(b"data: " + (message if isinstance(message, bytes) else encode(message)))
+    return b"\n".join(parts) + b"\n\n"
+
+
+SSE_KEEPALIVE = b": ping\n\n"

@@ -1,0 +1,447 @@
+"""The Streamable HTTP transport: one endpoint serving every protocol revision.
+
+A request carrying modern `_meta` (2026-07-28) is served statelessly; an
+`initialize` starts a 2025 session whose id later requests must carry. Each
+reply is JSON unless something is sent before the result (progress, logs), in
+which case the reply turns into an SSE stream at that moment: plain calls pay
+for no stream, and no task group is needed to answer them.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+import anyio
+from starlette.requests import Request
+from starlette.types import Receive, Scope, Send
+
+from mcp_asgi.protocol.dispatch import Call, read_modern_meta, unsupported_version
+from mcp_asgi.protocol.jsonrpc import (
+    HEADER_MISMATCH,
+    INVALID_REQUEST,
+    NOTIFICATION,
+    REQUEST,
+    RESPONSE,
+    MCPError,
+    classify,
+    decode,
+    encode,
+    error_response,
+    request_id_of,
+    result_response,
+)
+from mcp_asgi.protocol.versions import LEGACY_VERSIONS, MODERN_VERSIONS, NAMED_METHODS, REVISIONS, SUPPORTED_VERSIONS
+from mcp_asgi.transports.broker import InProcessBroker
+from mcp_asgi.transports.http_common import (
+    SSE_HEADERS,
+    SSE_KEEPALIVE,
+    accepts,
+    decode_header_value,
+    header_map,
+    is_json_content_type,
+    read_body,
+    send_bytes,
+    send_error,
+    sse_event,
+)
+from mcp_asgi.transports.sessions import InMemorySessionStore, SessionRecord, SessionStore, new_session_id
+
+if TYPE_CHECKING:
+    from mcp_asgi.server import MCPServer
+
+logger = logging.getLogger("mcp_asgi")
+
+SESSION_HEADER = "mcp-session-id"
+VERSION_HEADER = "mcp-protocol-version"
+# Methods that run user code: on modern requests a closed stream cancels them.
+_USER_CODE = frozenset({"tools/call", "prompts/get", "resources/read", "completion/complete"})
+
+
+def _header_mismatch(message: str) -> MCPError:
+    return MCPError(HEADER_MISMATCH, f"Header mismatch: {message}", http_status=400)
+
+
+class _Reply:
+    """Answers one POSTed request: JSON by default, SSE from the first early message on."""
+
+    __slots__ = ("send", "headers", "allow_sse", "started", "closed")
+
+    def __init__(self, send: Send, headers: list[tuple[bytes, bytes]], allow_sse: bool) -> None:
+        self.send = send
+        self.headers = headers
+        self.allow_sse = allow_sse
+        self.started = False
+        self.closed = False
+
+    async def early(self, message: dict[str, Any]) -> bool:
+        """Send a message before the result; False if this reply cannot carry it."""
+        if not self.allow_sse or self.closed:
+            return False
+        if not self.started:
+            self.started = True
+            await self.send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS + self.headers})
+        await self.send({"type": "http.response.body", "body": sse_event(message), "more_body": True})
+        return True
+
+    async def finish(self, message: dict[str, Any] | None, status: int = 200) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        if self.started:
+            body = sse_event(message) if message is not None else b""
+            await self.send({"type": "http.response.body", "body": body, "more_body": False})
+        elif message is None:
+            await send_bytes(self.send, 202, b"", self.headers)
+        else:
+            await send_bytes(self.send, status, encode(message), self.headers)
+
+
+class StreamableHTTPEndpoint:
+    """The ASGI endpoint behind `mcp.http_app()`."""
+
+    def __init__(
+        self,
+        server: MCPServer,
+        *,
+        json_response: bool = False,
+        stateless: bool = False,
+        session_store: SessionStore | None = None,
+        broker: InProcessBroker | None = None,
+        keepalive_interval: float = 15.0,
+        max_body_size: int = 4 * 1024 * 1024,
+    ) -> None:
+        self.server = server
+        self.json_response = json_response
+        self.stateless = stateless
+        self.sessions: SessionStore = session_store if session_store is not None else InMemorySessionStore()
+        self.broker = broker if broker is not None else InProcessBroker()
+        self.keepalive_interval = keepalive_interval
+        self.max_body_size = max_body_size
+        # In-flight legacy requests by (session, request id), for notifications/cancelled.
+        self._in_flight: dict[tuple[str, Any], anyio.CancelScope] = {}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        method = scope["method"]
+        if method == "POST":
+            await self._post(scope, receive, send)
+        elif method == "GET":
+            await self._get(scope, receive, send)
+        elif method == "DELETE":
+            await self._delete(scope, send)
+        else:
+            error = MCPError(INVALID_REQUEST, f"Method {method} not allowed on the MCP endpoint", http_status=405)
+            await send_error(send, error, headers=[(b"allow", b"GET, POST, DELETE")])
+
+    # POST: every JSON-RPC message.
+    async def _post(self, scope: Scope, receive: Receive, send: Send) -> None:
+        headers = header_map(scope)
+        message: Any = None
+        try:
+            if not is_json_content_type(headers.get("content-type")):
+                raise MCPError(
+                    INVALID_REQUEST, "Unsupported Media Type: Content-Type must be application/json", http_status=415
+                )
+            accept = headers.get("accept")
+            if not accepts(accept, "application/json") or (
+                not self.json_response and not accepts(accept, "text/event-stream")
+            ):
+                raise MCPError(
+                    INVALID_REQUEST,
+                    "Not Acceptable: the Accept header must list application/json and text/event-stream",
+                    http_status=406,
+                )
+            body = await read_body(receive, self.max_body_size, headers.get("content-length"))
+            message = decode(body)
+            kind = classify(message)
+            await self.server.ensure_started(scope)
+            header_version = headers.get(VERSION_HEADER)
+            if header_version is not None and header_version not in SUPPORTED_VERSIONS:
+                raise unsupported_version(header_version)
+            params = message.get("params") or {}
+            meta = params.get("_meta")
+            modern = header_version in MODERN_VERSIONS or (
+                header_version is None
+                and kind != RESPONSE
+                and isinstance(meta, dict)
+                and "io.modelcontextprotocol/protocolVersion" in meta
+            )
+            if modern and message.get("method") != "initialize":
+                await self._modern(scope, receive, send, headers, message, kind, params)
+            else:
+                await self._legacy(scope, receive, send, headers, message, kind, params)
+        except MCPError as error:
+            await send_error(send, error, request_id_of(message))
+        except ConnectionAbortedError:
+            return
+
+    async def _modern(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        headers: dict[str, str],
+        message: dict[str, Any],
+        kind: str,
+        params: dict[str, Any],
+    ) -> None:
+        if kind == RESPONSE:
+            raise MCPError(INVALID_REQUEST, "Invalid Request: clients do not send responses", http_status=400)
+        if kind == NOTIFICATION:
+            # 2026-07-28 defines no client notifications over HTTP; accept and ignore them.
+            await send_bytes(send, 202, b"")
+            return
+        method = message["method"]
+        meta = params.get("_meta")
+        meta_version = meta.get("io.modelcontextprotocol/protocolVersion") if isinstance(meta, dict) else None
+        header_version = headers.get(VERSION_HEADER)
+        if meta_version is not None:
+            if header_version is None:
+                raise _header_mismatch("the MCP-Protocol-Version header is required")
+            if header_version != meta_version:
+                raise _header_mismatch(
+                    f"MCP-Protocol-Version header {header_version!r} does not match _meta protocolVersion "
+                    f"{meta_version!r}"
+                )
+        revision, meta, client_info, log_level, capabilities = read_modern_meta(params)
+        mcp_method = headers.get("mcp-method")
+        if mcp_method is None:
+            raise _header_mismatch("the Mcp-Method header is required")
+        if mcp_method != method:
+            raise _header_mismatch(f"Mcp-Method header {mcp_method!r} does not match body method {method!r}")
+        named = NAMED_METHODS.get(method)
+        if named is not None:
+            raw_name = headers.get("mcp-name")
+            if raw_name is None:
+                raise _header_mismatch(f"the Mcp-Name header is required for {method}")
+            name = decode_header_value(raw_name)
+            if name is None:
+                raise _header_mismatch("the Mcp-Name header has a malformed base64 value")
+            if name != params.get(named):
+                raise _header_mismatch(
+                    f"Mcp-Name header value {name!r} does not match body value {params.get(named)!r}"
+                )
+        call = Call(
+            revision=revision,
+            method=method,
+            params=params,
+            request_id=message["id"],
+            request=Request(scope, receive),
+            host_app=scope.get("mcp_asgi.host_app"),
+            meta=meta,
+            client_capabilities=capabilities,
+            client_info=client_info,
+            log_level=log_level,
+        )
+        if not self.server._core.knows(call):
+            await self.server._core.handle(call)  # raises method-not-found with the revision's status
+        reply = _Reply(send, [], allow_sse=not self.json_response)
+        call.send = reply.early
+        if method in _USER_CODE:
+            await self._run_cancellable(call, reply, receive)
+        else:
+            await self._run(call, reply)
+
+    async def _run(self, call: Call, reply: _Reply) -> None:
+        try:
+            result = await self.server._core.handle(call)
+        except MCPError as error:
+            status = error.http_status if error.http_status >= 400 else 200
+            await reply.finish(error_response(call.request_id, error), status)
+            return
+        await reply.finish(result_response(call.request_id, result))
+
+    async def _run_cancellable(self, call: Call, reply: _Reply, receive: Receive) -> None:
+        """Run the call; the client closing its connection cancels it (the 2026 cancellation rule)."""
+        async with anyio.create_task_group() as group:
+
+            async def watch() -> None:
+                while (await receive())["type"] != "http.disconnect":
+                    pass
+                reply.closed = True
+                group.cancel_scope.cancel()
+
+            group.start_soon(watch)
+            await self._run(call, reply)
+            group.cancel_scope.cancel()
+
+    async def _legacy(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        headers: dict[str, str],
+        message: dict[str, Any],
+        kind: str,
+        params: dict[str, Any],
+    ) -> None:
+        method = message.get("method")
+        header_version = headers.get(VERSION_HEADER)
+        if kind == REQUEST and method == "initialize":
+            await self._initialize(scope, receive, send, message, params)
+            return
+        session: SessionRecord | None = None
+        session_headers: list[tuple[bytes, bytes]] = []
+        if self.stateless:
+            version = header_version or "2025-03-26"
+        else:
+            session_id = headers.get(SESSION_HEADER)
+            if session_id is None:
+                raise MCPError(
+                    INVALID_REQUEST,
+                    "Bad Request: missing Mcp-Session-Id header; send initialize first "
+                    "(or use the 2026-07-28 revision, which needs no session)",
+                    http_status=400,
+                )
+            session = await self.sessions.get(session_id)
+            if session is None:
+                raise MCPError(INVALID_REQUEST, "Session not found: it ended or never existed", http_status=404)
+            version = session.protocol_version or header_version or "2025-03-26"
+            session_headers = [(b"mcp-session-id", session_id.encode())]
+        revision = REVISIONS[version]
+        if header_version is not None and header_version not in LEGACY_VERSIONS:
+            raise unsupported_version(header_version)
+        if kind == NOTIFICATION:
+            await self._legacy_notification(session, method, params)
+            await send_bytes(send, 202, b"", session_headers)
+            return
+        if kind == RESPONSE:
+            # Answers to server-to-client requests; nothing awaits them yet.
+            await send_bytes(send, 202, b"", session_headers)
+            return
+        meta = params.get("_meta")
+        call = Call(
+            revision=revision,
+            method=method,
+            params=params,
+            request_id=message["id"],
+            session=session,
+            request=Request(scope, receive),
+            host_app=scope.get("mcp_asgi.host_app"),
+            meta=meta if isinstance(meta, dict) else {},
+            client_capabilities=session.client_capabilities if session else {},
+            client_info=session.client_info if session else None,
+            log_level=session.log_level if session else None,
+        )
+        reply = _Reply(send, session_headers, allow_sse=not self.json_response)
+        call.send = reply.early
+        key = (session.session_id, call.request_id) if session is not None else None
+        with anyio.CancelScope() as scope_:
+            if key is not None:
+                self._in_flight[key] = scope_
+            try:
+                await self._run(call, reply)
+            finally:
+                if key is not None:
+                    self._in_flight.pop(key, None)
+        if scope_.cancelled_caught:
+            # notifications/cancelled: the client expects no response; end the HTTP exchange quietly.
+            await reply.finish(None)
+        if session is not None and call.session_changed:
+            await self.sessions.save(session)
+
+    async def _initialize(
+        self, scope: Scope, receive: Receive, send: Send, message: dict[str, Any], params: dict[str, Any]
+    ) -> None:
+        session = None if self.stateless else SessionRecord(session_id=new_session_id())
+        call = Call(
+            revision=REVISIONS["2025-03-26"],
+            method="initialize",
+            params=params,
+            request_id=message["id"],
+            session=session,
+            request=Request(scope, receive),
+            host_app=scope.get("mcp_asgi.host_app"),
+        )
+        result = await self.server._core.handle(call)
+        extra: list[tuple[bytes, bytes]] = []
+        if session is not None:
+            await self.sessions.create(session)
+            extra.append((b"mcp-session-id", session.session_id.encode()))
+        await send_bytes(send, 200, encode(result_response(call.request_id, result)), extra)
+
+    async def _legacy_notification(self, session: SessionRecord | None, method: str, params: dict[str, Any]) -> None:
+        if method == "notifications/initialized":
+            if session is not None and not session.initialized:
+                session.initialized = True
+                await self.sessions.save(session)
+        elif method == "notifications/cancelled" and session is not None:
+            scope = self._in_flight.get((session.session_id, params.get("requestId")))
+            if scope is not None:
+                scope.cancel()
+
+    # GET: the session's stream of server-initiated messages (2025 revisions only).
+    async def _get(self, scope: Scope, receive: Receive, send: Send) -> None:
+        headers = header_map(scope)
+        try:
+            if self.stateless or headers.get(VERSION_HEADER) in MODERN_VERSIONS:
+                raise MCPError(INVALID_REQUEST, "Method Not Allowed: this endpoint has no GET stream", http_status=405)
+            if not accepts(headers.get("accept"), "text/event-stream"):
+                raise MCPError(
+                    INVALID_REQUEST, "Not Acceptable: the Accept header must list text/event-stream", http_status=406
+                )
+            session_id = headers.get(SESSION_HEADER)
+            if session_id is None:
+                raise MCPError(INVALID_REQUEST, "Bad Request: missing Mcp-Session-Id header", http_status=400)
+            if await self.sessions.get(session_id) is None:
+                raise MCPError(INVALID_REQUEST, "Session not found: it ended or never existed", http_status=404)
+            try:
+                stream = self.broker.listen(session_id)
+            except LookupError:
+                raise MCPError(
+                    INVALID_REQUEST, "Conflict: this session already has an open GET stream", http_status=409
+                ) from None
+        except MCPError as error:
+            extra = [(b"allow", b"POST")] if error.http_status == 405 else None
+            await send_error(send, error, headers=extra)
+            return
+        try:
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 200,
+                    "headers": SSE_HEADERS + [(b"mcp-session-id", session_id.encode())],
+                }
+            )
+            await send({"type": "http.response.body", "body": b": stream open\n\n", "more_body": True})
+            async with anyio.create_task_group() as group:
+
+                async def watch() -> None:
+                    while (await receive())["type"] != "http.disconnect":
+                        pass
+                    group.cancel_scope.cancel()
+
+                group.start_soon(watch)
+                while True:
+                    with anyio.move_on_after(self.keepalive_interval):
+                        try:
+                            item = await stream.receive()
+                        except (anyio.EndOfStream, anyio.ClosedResourceError):
+                            break
+                        await send({"type": "http.response.body", "body": sse_event(item), "more_body": True})
+                        continue
+                    await send({"type": "http.response.body", "body": SSE_KEEPALIVE, "more_body": True})
+                group.cancel_scope.cancel()
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        except OSError:
+            pass
+        finally:
+            self.broker.unlisten(session_id, stream)
+
+    # DELETE: the client ends its session.
+    async def _delete(self, scope: Scope, send: Send) -> None:
+        headers = header_map(scope)
+        try:
+            if self.stateless or headers.get(VERSION_HEADER) in MODERN_VERSIONS:
+                raise MCPError(INVALID_REQUEST, "Method Not Allowed: this endpoint has no sessions", http_status=405)
+            session_id = headers.get(SESSION_HEADER)
+            if session_id is None:
+                raise MCPError(INVALID_REQUEST, "Bad Request: missing Mcp-Session-Id header", http_status=400)
+            if not await self.sessions.delete(session_id):
+                raise MCPError(INVALID_REQUEST, "Session not found: it ended or never existed", http_status=404)
+        except MCPError as error:
+            extra = [(b"allow", b"POST")] if error.http_status == 405 else None
+            await send_error(send, error, headers=extra)
+            return
+        self.broker.close(session_id)
+        await send_bytes(send, 200, b"")
