@@ -14,7 +14,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from mcp_asgi.asgi.lifespan import SharedLifespan
 from mcp_asgi.components.prompts import Prompt
 from mcp_asgi.components.resources import Resource, ResourceTemplate, is_template
-from mcp_asgi.components.signature import FunctionArguments
+from mcp_asgi.components.signature import FunctionArguments, caller_namespace
 from mcp_asgi.components.tools import Tool
 from mcp_asgi.context import Context
 from mcp_asgi.protocol.dispatch import ProtocolCore
@@ -37,8 +37,8 @@ HTTP_TRANSPORTS = ("http", "streamable-http")
 
 
 class _Completion:
-    def __init__(self, fn: Callable[..., Any]) -> None:
-        self.arguments = FunctionArguments(fn, model_name="completion_arguments")
+    def __init__(self, fn: Callable[..., Any], localns: dict[str, Any] | None) -> None:
+        self.arguments = FunctionArguments(fn, model_name="completion_arguments", localns=localns)
         self.fn = fn
 
     async def call(self, ref: dict[str, Any], argument: dict[str, Any], arguments: dict[str, Any], ctx: Any) -> Any:
@@ -174,6 +174,7 @@ class MCPServer:
         """Register a function as a tool: `@mcp.tool`, `@mcp.tool()` or `@mcp.tool(name=...)`."""
         if isinstance(fn, str):
             raise TypeError("Use @mcp.tool(name='...') to name a tool; the first argument is the function")
+        localns = caller_namespace()
 
         def register(func: F) -> F:
             self.add_tool(
@@ -188,6 +189,7 @@ class MCPServer:
                     input_schema=input_schema,
                     output_schema=output_schema,
                     structured_output=structured_output,
+                    localns=localns,
                 )
             )
             return func
@@ -218,6 +220,7 @@ class MCPServer:
         """Register a resource at `uri`; a URI with `{param}` parts makes a resource template."""
         if not isinstance(uri, str) or callable(uri):
             raise TypeError("@mcp.resource needs the URI: @mcp.resource('data://config')")
+        localns = caller_namespace()
 
         def register(func: F) -> F:
             options = dict(
@@ -228,6 +231,7 @@ class MCPServer:
                 annotations=annotations,
                 icons=icons,
                 meta=meta,
+                localns=localns,
             )
             if is_template(uri):
                 template = ResourceTemplate(func, uri, **options)
@@ -252,9 +256,12 @@ class MCPServer:
         """Register a prompt: `@mcp.prompt`, `@mcp.prompt()` or `@mcp.prompt(name=...)`."""
         if isinstance(fn, str):
             raise TypeError("Use @mcp.prompt(name='...') to name a prompt; the first argument is the function")
+        localns = caller_namespace()
 
         def register(func: F) -> F:
-            prompt = Prompt(func, name=name, title=title, description=description, icons=icons, meta=meta)
+            prompt = Prompt(
+                func, name=name, title=title, description=description, icons=icons, meta=meta, localns=localns
+            )
             self._prompts[prompt.name] = prompt
             return func
 
@@ -267,8 +274,10 @@ class MCPServer:
         `value`, `context` the arguments already filled in. Any may be left out.
         """
 
+        localns = caller_namespace()
+
         def register(func: F) -> F:
-            self._completion = _Completion(func)
+            self._completion = _Completion(func, localns)
             return func
 
         return register(fn) if fn is not None else register

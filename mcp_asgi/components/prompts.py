@@ -54,10 +54,11 @@ class Prompt:
         description: str | None = None,
         icons: list[dict[str, Any]] | None = None,
         meta: dict[str, Any] | None = None,
+        localns: dict[str, Any] | None = None,
     ) -> None:
         self.fn = fn
         self.name = name or callable_name(fn)
-        self.arguments = FunctionArguments(fn, model_name=f"{self.name}_prompt_arguments")
+        self.arguments = FunctionArguments(fn, model_name=f"{self.name}_prompt_arguments", localns=localns)
         self.description = description if description is not None else docstring_description(fn)
         definition: dict[str, Any] = {"name": self.name}
         if title is not None:

@@ -61,12 +61,13 @@ class _ResourceBase:
         icons: list[dict[str, Any]] | None,
         meta: dict[str, Any] | None,
         size: int | None = None,
+        localns: dict[str, Any] | None = None,
     ) -> None:
         self.fn = fn
         self.uri = uri
         self.name = name or callable_name(fn)
         self.mime_type = mime_type
-        self.arguments = FunctionArguments(fn, model_name=f"{self.name}_resource_arguments")
+        self.arguments = FunctionArguments(fn, model_name=f"{self.name}_resource_arguments", localns=localns)
         description = description if description is not None else docstring_description(fn)
         definition: dict[str, Any] = {"name": self.name}
         if title is not None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import sys
 import typing
 from collections.abc import Callable
 from typing import Any
@@ -24,12 +25,12 @@ class _ArgumentsBase(pydantic.BaseModel):
     model_config = pydantic.ConfigDict(extra="ignore", arbitrary_types_allowed=True, populate_by_name=True)
 
 
-def _type_hints(fn: Callable[..., Any]) -> dict[str, Any]:
+def _type_hints(fn: Callable[..., Any], localns: dict[str, Any] | None) -> dict[str, Any]:
     target = fn
     if not (inspect.isfunction(target) or inspect.ismethod(target)) and callable(target):
         target = target.__call__  # type: ignore[operator]
     try:
-        return typing.get_type_hints(target, include_extras=True)
+        return typing.get_type_hints(target, localns=localns, include_extras=True)
     except Exception:
         return getattr(target, "__annotations__", {}) or {}
 
@@ -59,10 +60,19 @@ def is_async_callable(fn: Any) -> bool:
 class FunctionArguments:
     """The arguments of a user function: their JSON schema and a validator for calls."""
 
-    def __init__(self, fn: Callable[..., Any], *, model_name: str, skip: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self,
+        fn: Callable[..., Any],
+        *,
+        model_name: str,
+        skip: tuple[str, ...] = (),
+        localns: dict[str, Any] | None = None,
+    ) -> None:
         self.fn = fn
         self.is_async = is_async_callable(fn)
-        hints = _type_hints(fn)
+        # `localns`: the namespace the function was defined in, so string annotations
+        # (`from __future__ import annotations`) naming local classes still resolve.
+        hints = _type_hints(fn, localns)
         self.return_annotation = hints.get("return", inspect.Signature.empty)
         self.context_param: str | None = None
         self.accepts_any = False
@@ -143,6 +153,15 @@ def describe_validation_error(error: pydantic.ValidationError) -> str:
         else:
             problems.append(f"{location}: {message}")
     return "; ".join(problems)
+
+
+def caller_namespace(depth: int = 2) -> dict[str, Any] | None:
+    """Locals of the scope that called a decorator (`depth` frames up), for annotation lookup."""
+    try:
+        frame = sys._getframe(depth)
+    except ValueError:
+        return None
+    return dict(frame.f_locals) if frame.f_code.co_name != "<module>" else None
 
 
 def docstring_description(fn: Callable[..., Any]) -> str | None:

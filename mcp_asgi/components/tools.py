@@ -78,10 +78,11 @@ class Tool:
         input_schema: dict[str, Any] | None = None,
         output_schema: dict[str, Any] | None = None,
         structured_output: bool | None = None,
+        localns: dict[str, Any] | None = None,
     ) -> None:
         self.fn = fn
         self.name = name or callable_name(fn)
-        self.arguments = FunctionArguments(fn, model_name=f"{self.name}_arguments")
+        self.arguments = FunctionArguments(fn, model_name=f"{self.name}_arguments", localns=localns)
         self.description = description if description is not None else docstring_description(fn)
         self.input_schema = input_schema if input_schema is not None else self.arguments.json_schema()
         self.wrap_result: bool | None = None
