@@ -1,5 +1,6 @@
 """mcp-asgi: MCP servers inside any ASGI app, or on their own."""
 
+from mcp_asgi.asgi import combine_lifespans, cors_middleware, mount
 from mcp_asgi.components.content import Audio, File, Image
 from mcp_asgi.components.prompts import Message
 from mcp_asgi.components.tools import ToolError, ToolResult
@@ -22,5 +23,8 @@ __all__ = [
     "SessionStore",
     "ToolError",
     "ToolResult",
+    "combine_lifespans",
+    "cors_middleware",
+    "mount",
 ]
 __version__ = "0.1.0"

@@ -1,0 +1,179 @@
+"""Requests per second of `tools/call` on mcp-asgi against a bare Starlette route, in the same run.
+
+    python bench/throughput.py [--seconds 5] [--connections 32]
+
+Each app runs in its own uvicorn process (one worker); the load comes from a
+small keep-alive HTTP/1.1 client in this process, so the two share the
+machine's cores the same way for every app. Compare the ratios, not the
+absolute numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+MODERN_META = {
+    "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+    "io.modelcontextprotocol/clientCapabilities": {},
+    "io.modelcontextprotocol/clientInfo": {"name": "bench", "version": "0"},
+}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def http_request(port: int, body: bytes, headers: dict[str, str]) -> bytes:
+    lines = [f"POST /mcp HTTP/1.1", f"Host: 127.0.0.1:{port}", f"Content-Length: {len(body)}"]
+    lines += [f"{k}: {v}" for k, v in headers.items()]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+
+def modern_call(port: int) -> bytes:
+    body = json.dumps(
+        {
+            "jsonrpc": "2.0",
+            "id": 1,
+            "method": "tools/call",
+            "params": {"name": "echo", "arguments": {"text": "hello"}, "_meta": MODERN_META},
+        }
+    ).encode()
+    headers = {
+        "Content-Type": "application/json",
+        "Accept": "application/json, text/event-stream",
+        "MCP-Protocol-Version": "2026-07-28",
+        "Mcp-Method": "tools/call",
+        "Mcp-Name": "echo",
+    }
+    return http_request(port, body, headers)
+
+
+def legacy_call(port: int, session_id: str) -> bytes:
+    body = json.dumps(
+        {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "echo", "arguments": {"text": "hello"}}}
+    ).encode()
+    headers = {
+        "Content-Type": "application/json",
+        "Accept": "application/json, text/event-stream",
+        "MCP-Protocol-Version": "2025-11-25",
+        "Mcp-Session-Id": session_id,
+    }
+    return http_request(port, body, headers)
+
+
+async def read_response(reader: asyncio.StreamReader) -> tuple[int, bytes]:
+    head = await reader.readuntil(b"\r\n\r\n")
+    status = int(head.split(b" ", 2)[1])
+    length = 0
+    for line in head.split(b"\r\n"):
+        if line.lower().startswith(b"content-length:"):
+            length = int(line.split(b":", 1)[1])
+    body = await reader.readexactly(length) if length else b""
+    return status, body
+
+
+async def one_shot(port: int, raw: bytes) -> tuple[int, bytes, bytes]:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(raw)
+    head = await reader.readuntil(b"\r\n\r\n")
+    status = int(head.split(b" ", 2)[1])
+    length = next(int(l.split(b":", 1)[1]) for l in head.split(b"\r\n") if l.lower().startswith(b"content-length:"))
+    body = await reader.readexactly(length)
+    writer.close()
+    return status, head, body
+
+
+async def load(port: int, raw: bytes, seconds: float, connections: int) -> float:
+    done = 0
+    stop = time.perf_counter() + seconds
+
+    async def worker() -> None:
+        nonlocal done
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        while time.perf_counter() < stop:
+            writer.write(raw)
+            status, _ = await read_response(reader)
+            if status != 200:
+                raise RuntimeError(f"unexpected status {status}")
+            done += 1
+        writer.close()
+
+    start = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(connections)))
+    return done / (time.perf_counter() - start)
+
+
+def start(app: str, port: int) -> subprocess.Popen:
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", app, "--port", str(port), "--log-level", "warning", "--no-access-log"],
+        cwd=ROOT,
+        env=env,
+    )
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return proc
+        except OSError:
+            time.sleep(0.05)
+    proc.kill()
+    raise RuntimeError(f"{app} did not start")
+
+
+async def measure(name: str, app: str, make_request, seconds: float, connections: int) -> float:
+    port = free_port()
+    proc = start(app, port)
+    try:
+        raw = await make_request(port)
+        status, _, body = await one_shot(port, raw)
+        assert status == 200, body
+        await load(port, raw, 1.0, connections)  # warm-up
+        rate = await load(port, raw, seconds, connections)
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    print(f"{name:<42} {rate:10.0f} req/s")
+    return rate
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--connections", type=int, default=32)
+    args = parser.parse_args()
+
+    async def modern(port: int) -> bytes:
+        return modern_call(port)
+
+    async def legacy(port: int) -> bytes:
+        init = json.dumps(
+            {"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {"protocolVersion": "2025-11-25", "capabilities": {}}}
+        ).encode()
+        raw = http_request(port, init, {"Content-Type": "application/json", "Accept": "application/json, text/event-stream"})
+        _, head, _ = await one_shot(port, raw)
+        session = next(l.split(b":", 1)[1].strip().decode() for l in head.split(b"\r\n") if l.lower().startswith(b"mcp-session-id"))
+        return legacy_call(port, session)
+
+    print(f"tools/call, {args.connections} keep-alive connections, {args.seconds:.0f} s per app, one uvicorn worker")
+    bare = await measure("bare Starlette route (baseline)", "bench.apps:bare_app", modern, args.seconds, args.connections)
+    stateless = await measure("mcp-asgi 2026-07-28 (stateless)", "bench.apps:mcp_app", modern, args.seconds, args.connections)
+    session = await measure("mcp-asgi 2025-11-25 (session)", "bench.apps:mcp_app", legacy, args.seconds, args.connections)
+    print(f"ratio 2026-07-28 / baseline: {stateless / bare:.2f}x   (target >= 0.70x)")
+    print(f"ratio 2025-11-25 / baseline: {session / bare:.2f}x")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
