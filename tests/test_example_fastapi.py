@@ -1,0 +1,86 @@
+"""examples/fastapi_app runs as the README says, and every feature it shows works end to end."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from mcp import Client
+
+from tests.conftest import free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def base_url():
+    port = free_port()
+    env = dict(os.environ, PORT=str(port), LOG_LEVEL="warning")
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "examples" / "fastapi_app" / "app.py")],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        first_line = proc.stdout.readline()
+        assert f"MCP endpoint: http://127.0.0.1:{port}/mcp" in first_line
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                httpx.get(f"http://127.0.0.1:{port}/api/notes", timeout=1)
+                break
+            except httpx.TransportError:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise
+                time.sleep(0.05)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+@pytest.mark.parametrize("mode", ["legacy", "2026-07-28"])
+async def test_tools_use_the_host_lifespan_and_app_state(base_url, mode):
+    async with Client(f"{base_url}/mcp", mode=mode) as client:
+        names = {tool.name for tool in (await client.list_tools()).tools}
+        assert names == {"add_note", "list_notes", "app_info"}
+        saved = await client.call_tool("add_note", {"text": f"from {mode}"})
+        number = saved.structured_content["number"]
+        notes = await client.call_tool("list_notes", {})
+        assert f"from {mode}" in notes.structured_content["result"]
+        info = await client.call_tool("app_info", {})
+        assert info.structured_content == {"title": "Notes API", "motto": "Write it down."}
+        resource = await client.read_resource(f"notes://{number}")
+        assert resource.contents[0].text == f"from {mode}"
+        prompt = await client.get_prompt("summarize_notes", {})
+        assert "bullet points" in prompt.messages[0].content.text
+    # The JSON API beside MCP sees the same database.
+    assert f"from {mode}" in httpx.get(f"{base_url}/api/notes").json()["notes"]
+
+
+def test_custom_route_health_and_cors(base_url):
+    assert httpx.get(f"{base_url}/mcp/health").json() == {"status": "ok"}
+    preflight = httpx.options(
+        f"{base_url}/mcp",
+        headers={
+            "origin": "http://localhost:5173",
+            "access-control-request-method": "POST",
+            "access-control-request-headers": "mcp-protocol-version, mcp-method, content-type",
+        },
+    )
+    assert preflight.status_code == 200
+    assert preflight.headers["access-control-allow-origin"] == "http://localhost:5173"
+
+
+def test_no_redirect_on_either_slash(base_url):
+    for path in ("/mcp", "/mcp/"):
+        response = httpx.post(f"{base_url}{path}", json={}, headers={"accept": "application/json, text/event-stream"})
+        assert response.status_code == 400  # a JSON-RPC error from the endpoint, not a 307
+        assert response.json()["error"]["code"] == -32600
