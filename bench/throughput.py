@@ -36,7 +36,7 @@ def free_port() -> int:
 
 
 def http_request(port: int, body: bytes, headers: dict[str, str]) -> bytes:
-    lines = [f"POST /mcp HTTP/1.1", f"Host: 127.0.0.1:{port}", f"Content-Length: {len(body)}"]
+    lines = ["POST /mcp HTTP/1.1", f"Host: 127.0.0.1:{port}", f"Content-Length: {len(body)}"]
     lines += [f"{k}: {v}" for k, v in headers.items()]
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
 
@@ -73,26 +73,28 @@ def legacy_call(port: int, session_id: str) -> bytes:
     return http_request(port, body, headers)
 
 
-async def read_response(reader: asyncio.StreamReader) -> tuple[int, bytes]:
+def header_value(head: bytes, name: bytes) -> bytes | None:
+    for line in head.split(b"\r\n")[1:]:
+        key, _, value = line.partition(b":")
+        if key.strip().lower() == name:
+            return value.strip()
+    return None
+
+
+async def read_response(reader: asyncio.StreamReader) -> tuple[int, bytes, bytes]:
     head = await reader.readuntil(b"\r\n\r\n")
     status = int(head.split(b" ", 2)[1])
-    length = 0
-    for line in head.split(b"\r\n"):
-        if line.lower().startswith(b"content-length:"):
-            length = int(line.split(b":", 1)[1])
+    length = int(header_value(head, b"content-length") or 0)
     body = await reader.readexactly(length) if length else b""
-    return status, body
+    return status, head, body
 
 
 async def one_shot(port: int, raw: bytes) -> tuple[int, bytes, bytes]:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     writer.write(raw)
-    head = await reader.readuntil(b"\r\n\r\n")
-    status = int(head.split(b" ", 2)[1])
-    length = next(int(l.split(b":", 1)[1]) for l in head.split(b"\r\n") if l.lower().startswith(b"content-length:"))
-    body = await reader.readexactly(length)
+    response = await read_response(reader)
     writer.close()
-    return status, head, body
+    return response
 
 
 async def load(port: int, raw: bytes, seconds: float, connections: int) -> float:
@@ -104,7 +106,7 @@ async def load(port: int, raw: bytes, seconds: float, connections: int) -> float
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         while time.perf_counter() < stop:
             writer.write(raw)
-            status, _ = await read_response(reader)
+            status, _, _ = await read_response(reader)
             if status != 200:
                 raise RuntimeError(f"unexpected status {status}")
             done += 1
@@ -159,18 +161,21 @@ async def main() -> None:
         return modern_call(port)
 
     async def legacy(port: int) -> bytes:
-        init = json.dumps(
-            {"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {"protocolVersion": "2025-11-25", "capabilities": {}}}
-        ).encode()
-        raw = http_request(port, init, {"Content-Type": "application/json", "Accept": "application/json, text/event-stream"})
-        _, head, _ = await one_shot(port, raw)
-        session = next(l.split(b":", 1)[1].strip().decode() for l in head.split(b"\r\n") if l.lower().startswith(b"mcp-session-id"))
-        return legacy_call(port, session)
+        init = {
+            "jsonrpc": "2.0",
+            "id": 0,
+            "method": "initialize",
+            "params": {"protocolVersion": "2025-11-25", "capabilities": {}},
+        }
+        headers = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream"}
+        _, head, _ = await one_shot(port, http_request(port, json.dumps(init).encode(), headers))
+        return legacy_call(port, (header_value(head, b"mcp-session-id") or b"").decode())
 
-    print(f"tools/call, {args.connections} keep-alive connections, {args.seconds:.0f} s per app, one uvicorn worker")
-    bare = await measure("bare Starlette route (baseline)", "bench.apps:bare_app", modern, args.seconds, args.connections)
-    stateless = await measure("mcp-asgi 2026-07-28 (stateless)", "bench.apps:mcp_app", modern, args.seconds, args.connections)
-    session = await measure("mcp-asgi 2025-11-25 (session)", "bench.apps:mcp_app", legacy, args.seconds, args.connections)
+    seconds, connections = args.seconds, args.connections
+    print(f"tools/call, {connections} keep-alive connections, {seconds:.0f} s per app, one uvicorn worker")
+    bare = await measure("bare Starlette route (baseline)", "bench.apps:bare_app", modern, seconds, connections)
+    stateless = await measure("mcp-asgi 2026-07-28 (stateless)", "bench.apps:mcp_app", modern, seconds, connections)
+    session = await measure("mcp-asgi 2025-11-25 (session)", "bench.apps:mcp_app", legacy, seconds, connections)
     print(f"ratio 2026-07-28 / baseline: {stateless / bare:.2f}x   (target >= 0.70x)")
     print(f"ratio 2025-11-25 / baseline: {session / bare:.2f}x")
 
