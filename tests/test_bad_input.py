@@ -96,10 +96,6 @@ async def test_legacy_only_methods_do_not_exist_on_2026(client):
     for method in ("ping", "logging/setLevel", "initialize"):
         body, headers = modern_request(method)
         response = await client.post("/mcp", json=body, headers=headers)
-        if method == "initialize":
-            # initialize always selects the legacy handshake, whatever else the request says.
-            assert response.status_code == 200
-            continue
         assert response.status_code == 404, method
         assert error_of(response)["code"] == -32601
 

@@ -174,7 +174,8 @@ class StreamableHTTPEndpoint:
                 and isinstance(meta, dict)
                 and "io.modelcontextprotocol/protocolVersion" in meta
             )
-            if modern and message.get("method") != "initialize":
+            # An `initialize` that declares the modern revision is just an unknown method (404).
+            if modern:
                 await self._modern(scope, receive, send, headers, message, kind, params)
             else:
                 await self._legacy(scope, receive, send, headers, message, kind, params)
