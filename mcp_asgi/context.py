@@ -4,7 +4,17 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from mcp_asgi.protocol.jsonrpc import notification
+from mcp_asgi.protocol.jsonrpc import INVALID_REQUEST, MCPError, notification
+from mcp_asgi.protocol.mrtr import (
+    Elicit,
+    ElicitationResult,
+    InputRequired,
+    InputSpec,
+    ListRoots,
+    Sample,
+    SamplingResult,
+    missing_capability,
+)
 
 if TYPE_CHECKING:
     from starlette.requests import Request
@@ -112,3 +122,56 @@ class Context:
     async def read_resource(self, uri: str) -> list[dict[str, Any]]:
         """Read one of this server's resources; returns its contents blocks."""
         return await self._server._core.read_resource(uri, self._call)
+
+    # Asking the client: elicitation, sampling, roots. One API for both protocol generations.
+    async def elicit(self, message: str, schema: Any = None, *, key: str | None = None) -> ElicitationResult:
+        """Ask the user for input shaped by `schema` (a JSON Schema dict or a pydantic model)."""
+        return await self.ask(Elicit(message, schema), key=key)
+
+    async def sample(self, messages: Any, *, key: str | None = None, **options: Any) -> SamplingResult:
+        """Ask the client's LLM for a completion; `messages` is a string or a list of messages."""
+        return await self.ask(Sample(messages, **options), key=key)
+
+    async def list_roots(self, *, key: str | None = None) -> list[dict[str, Any]]:
+        """The client's roots (directories it shares)."""
+        return await self.ask(ListRoots(), key=key)
+
+    async def ask(self, spec: InputSpec, *, key: str | None = None) -> Any:
+        if key is None:
+            self._call.asked += 1
+            key = f"{spec.capability}_{self._call.asked}"
+        return (await self.ask_all({key: spec}))[key]
+
+    async def ask_all(self, specs: dict[str, InputSpec]) -> dict[str, Any]:
+        """Ask several things at once; on 2026-07-28 they travel in one InputRequiredResult.
+
+        `specs` maps your keys to `Elicit(...)`, `Sample(...)` or `ListRoots()`.
+        """
+        call = self._call
+        capabilities = call.client_capabilities
+        for spec in specs.values():
+            if spec.capability not in capabilities:
+                raise missing_capability(spec.capability, spec.method)
+        results: dict[str, Any] = {}
+        if call.revision.stateless:
+            missing: dict[str, dict[str, Any]] = {}
+            for key, spec in specs.items():
+                answer = call.inputs.get(key)
+                parsed = spec.parse(answer) if answer is not None else None
+                if parsed is None:
+                    missing[key] = spec.request()
+                else:
+                    call.consumed[key] = answer
+                    results[key] = parsed
+            if missing:
+                raise InputRequired(missing)
+            return results
+        if call.request_client is None:
+            raise MCPError(INVALID_REQUEST, "This transport cannot send requests to the client")
+        for key, spec in specs.items():
+            answer = await call.request_client(spec.method, spec.params)
+            parsed = spec.parse(answer)
+            if parsed is None:
+                raise MCPError(INVALID_REQUEST, f"The client's answer to {spec.method} is malformed")
+            results[key] = parsed
+        return results

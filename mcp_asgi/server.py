@@ -18,6 +18,7 @@ from mcp_asgi.components.signature import FunctionArguments, caller_namespace
 from mcp_asgi.components.tools import Tool
 from mcp_asgi.context import Context
 from mcp_asgi.protocol.dispatch import ProtocolCore
+from mcp_asgi.protocol.mrtr import RequestStateCodec
 from mcp_asgi.transports.sessions import SessionStore
 from mcp_asgi.transports.streamable_http import StreamableHTTPEndpoint
 
@@ -124,6 +125,7 @@ class MCPServer:
         page_size: int | None = None,
         cache_ttl_ms: int = 0,
         context_class: type[Context] = Context,
+        state_secret: str | bytes | None = None,
     ) -> None:
         if page_size is not None and page_size < 1:
             raise ValueError("`page_size` must be a positive number of items, or None for no pagination")
@@ -151,6 +153,8 @@ class MCPServer:
         self._user_lifespan = lifespan
         self._lifespan = SharedLifespan(self._run_lifespan, name=f"MCP server {name!r}")
         self._core = ProtocolCore(self)
+        # Signs 2026-07-28 requestState; share `state_secret` between workers.
+        self._state_codec = RequestStateCodec(state_secret)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r})"

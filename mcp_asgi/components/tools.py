@@ -18,6 +18,8 @@ from mcp_asgi.components.signature import (
     describe_validation_error,
     docstring_description,
 )
+from mcp_asgi.protocol.jsonrpc import MCPError
+from mcp_asgi.protocol.mrtr import InputRequired
 
 logger = logging.getLogger("mcp_asgi")
 
@@ -129,6 +131,9 @@ class Tool:
             return error_result(f"Invalid arguments for tool '{self.name}': {describe_validation_error(exc)}")
         try:
             value = await self.arguments.call(kwargs, context)
+        except (MCPError, InputRequired):
+            # Protocol outcomes (missing capability, input required) are not tool failures.
+            raise
         except ToolError as exc:
             return error_result(str(exc))
         except Exception as exc:

@@ -23,6 +23,7 @@ from mcp_asgi.protocol.jsonrpc import (
     RequestId,
     invalid_params,
 )
+from mcp_asgi.protocol.mrtr import MRTR_METHODS, InputRequired, digest
 from mcp_asgi.protocol.versions import (
     CACHEABLE_METHODS,
     MODERN_VERSIONS,
@@ -68,6 +69,12 @@ class Call:
     log_level: str | None = None
     # Set by handlers that changed the session record, so the transport saves it.
     session_changed: bool = False
+    # 2025 sessions: send a request to the client and await its answer (None where impossible).
+    request_client: Callable[[str, dict[str, Any]], Awaitable[Any]] | None = None
+    # 2026-07-28 MRTR: answers the client supplied (inputResponses + requestState), and those used so far.
+    inputs: dict[str, Any] = field(default_factory=dict)
+    consumed: dict[str, Any] = field(default_factory=dict)
+    asked: int = 0
 
 
 def unsupported_version(requested: Any) -> MCPError:
@@ -152,10 +159,23 @@ class ProtocolCore:
         if not self.knows(call):
             status = 404 if call.revision.stateless else 200
             raise MCPError(METHOD_NOT_FOUND, f"Method not found: {call.method}", http_status=status)
+        mrtr = call.revision.stateless and call.method in MRTR_METHODS
+        if mrtr and ("requestState" in call.params or "inputResponses" in call.params):
+            self._load_inputs(call)
         try:
             result = await self._handlers[call.method](call)
         except MCPError:
             raise
+        except InputRequired as need:
+            if not mrtr:
+                raise MCPError(
+                    INTERNAL_ERROR, f"{call.method} cannot ask the client for input on revision {call.revision.version}"
+                ) from None
+            result = {
+                "resultType": "input_required",
+                "inputRequests": need.requests,
+                "requestState": self.server._state_codec.seal(self._binding(call), call.consumed),
+            }
         except Exception as exc:
             logger.exception("Handler for %s raised", call.method)
             raise MCPError(INTERNAL_ERROR, f"Internal error: {exc}", http_status=200) from exc
@@ -170,6 +190,27 @@ class ProtocolCore:
             else:
                 meta.setdefault(META_SERVER_INFO, self.server.server_info)
         return result
+
+    def _binding(self, call: Call) -> dict[str, Any]:
+        """What a requestState is bound to: the method, its target, its arguments and the user."""
+        params = call.params
+        target = params.get("uri") if call.method == "resources/read" else params.get("name")
+        principal = None
+        if call.request is not None:
+            user = call.request.scope.get("user")
+            if user is not None and getattr(user, "is_authenticated", False):
+                principal = getattr(user, "identity", None) or getattr(user, "display_name", None)
+        return {"m": call.method, "t": target, "a": digest(params.get("arguments")), "p": principal}
+
+    def _load_inputs(self, call: Call) -> None:
+        token = call.params.get("requestState")
+        if token is not None:
+            call.inputs.update(self.server._state_codec.open(token, self._binding(call)))
+        responses = call.params.get("inputResponses")
+        if isinstance(responses, dict):
+            call.inputs.update(responses)
+        elif responses is not None:
+            raise invalid_params("Invalid params: inputResponses must be an object")
 
     def context(self, call: Call) -> Context:
         return self.server.context_class(self.server, call)

@@ -10,6 +10,7 @@ for no stream, and no task group is needed to answer them.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -32,6 +33,7 @@ from mcp_asgi.protocol.jsonrpc import (
     request_id_of,
     result_response,
 )
+from mcp_asgi.protocol.jsonrpc import request as jsonrpc_request
 from mcp_asgi.protocol.versions import LEGACY_VERSIONS, MODERN_VERSIONS, NAMED_METHODS, REVISIONS, SUPPORTED_VERSIONS
 from mcp_asgi.transports.broker import InProcessBroker
 from mcp_asgi.transports.http_common import (
@@ -118,6 +120,7 @@ class StreamableHTTPEndpoint:
         broker: InProcessBroker | None = None,
         keepalive_interval: float = 15.0,
         max_body_size: int = 4 * 1024 * 1024,
+        client_request_timeout: float = 300.0,
     ) -> None:
         self.server = server
         self.json_response = json_response
@@ -128,6 +131,10 @@ class StreamableHTTPEndpoint:
         self.max_body_size = max_body_size
         # In-flight legacy requests by (session, request id), for notifications/cancelled.
         self._in_flight: dict[tuple[str, Any], anyio.CancelScope] = {}
+        # Server-to-client requests awaiting the client's answer, by (session, request id).
+        self._awaiting: dict[tuple[str | None, Any], asyncio.Future[Any]] = {}
+        self._next_request_id = itertools.count(1)
+        self.client_request_timeout = client_request_timeout
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         method = scope["method"]
@@ -322,7 +329,7 @@ class StreamableHTTPEndpoint:
             await send_bytes(send, 202, b"", session_headers)
             return
         if kind == RESPONSE:
-            # Answers to server-to-client requests; nothing awaits them yet.
+            self._deliver_answer(session, message)
             await send_bytes(send, 202, b"", session_headers)
             return
         meta = params.get("_meta")
@@ -341,6 +348,11 @@ class StreamableHTTPEndpoint:
         )
         reply = _Reply(send, session_headers, allow_sse=not self.json_response)
         call.send = reply.early
+
+        async def request_client(method: str, params: dict[str, Any]) -> Any:
+            return await self._request_client(session, reply, method, params)
+
+        call.request_client = request_client
         key = (session.session_id, call.request_id) if session is not None else None
         with anyio.CancelScope() as scope_:
             if key is not None:
@@ -355,6 +367,44 @@ class StreamableHTTPEndpoint:
             await reply.finish(None)
         if session is not None and call.session_changed:
             await self.sessions.save(session)
+
+    async def _request_client(
+        self, session: SessionRecord | None, reply: _Reply, method: str, params: dict[str, Any]
+    ) -> Any:
+        """Send a request to the client on the call's stream (or the GET stream) and await its answer."""
+        request_id = f"mcp-asgi-{next(self._next_request_id)}"
+        session_id = session.session_id if session is not None else None
+        answer: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._awaiting[(session_id, request_id)] = answer
+        try:
+            message = jsonrpc_request(request_id, method, params)
+            if not await reply.early(message) and (
+                session_id is None or not await self.broker.publish(session_id, message)
+            ):
+                raise MCPError(
+                    INVALID_REQUEST,
+                    f"Cannot send {method} to the client: this reply is JSON (json_response=True) "
+                    "and the session has no open GET stream",
+                )
+            with anyio.fail_after(self.client_request_timeout):
+                return await answer
+        finally:
+            self._awaiting.pop((session_id, request_id), None)
+
+    def _deliver_answer(self, session: SessionRecord | None, message: dict[str, Any]) -> None:
+        session_id = session.session_id if session is not None else None
+        waiting = self._awaiting.get((session_id, message.get("id")))
+        if waiting is None or waiting.done():
+            return
+        error = message.get("error")
+        if isinstance(error, dict):
+            waiting.set_exception(
+                MCPError(
+                    error.get("code", INVALID_REQUEST), str(error.get("message", "client error")), error.get("data")
+                )
+            )
+        else:
+            waiting.set_result(message.get("result"))
 
     async def _initialize(
         self, scope: Scope, receive: Receive, send: Send, message: dict[str, Any], params: dict[str, Any]
