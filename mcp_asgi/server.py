@@ -19,6 +19,7 @@ from mcp_asgi.components.tools import Tool
 from mcp_asgi.context import Context
 from mcp_asgi.protocol.dispatch import ProtocolCore
 from mcp_asgi.protocol.mrtr import RequestStateCodec
+from mcp_asgi.protocol.notifications import ChangeHub
 from mcp_asgi.transports.sessions import SessionStore
 from mcp_asgi.transports.streamable_http import StreamableHTTPEndpoint
 
@@ -153,6 +154,9 @@ class MCPServer:
         self._user_lifespan = lifespan
         self._lifespan = SharedLifespan(self._run_lifespan, name=f"MCP server {name!r}")
         self._core = ProtocolCore(self)
+        # Open notification streams (2025 GET streams, 2026 subscriptions/listen).
+        self._hub = ChangeHub()
+        self.keepalive_interval = 15.0
         # Signs 2026-07-28 requestState; share `state_secret` between workers.
         self._state_codec = RequestStateCodec(state_secret)
 
@@ -202,11 +206,29 @@ class MCPServer:
 
     def add_tool(self, tool: Tool) -> Tool:
         self._tools[tool.name] = tool
+        self._hub.publish(("tools",))
         return tool
 
     def remove_tool(self, name: str) -> None:
+        """Remove a tool; clients listening for list changes are told."""
         if self._tools.pop(name, None) is None:
             raise KeyError(f"No tool named {name!r}")
+        self._hub.publish(("tools",))
+
+    def remove_resource(self, uri: str) -> None:
+        """Remove a resource or resource template by its URI (template)."""
+        if self._resources.pop(uri, None) is None and self._templates.pop(uri, None) is None:
+            raise KeyError(f"No resource or template {uri!r}")
+        self._hub.publish(("resources",))
+
+    def remove_prompt(self, name: str) -> None:
+        if self._prompts.pop(name, None) is None:
+            raise KeyError(f"No prompt named {name!r}")
+        self._hub.publish(("prompts",))
+
+    async def notify_resource_updated(self, uri: str) -> None:
+        """Tell clients subscribed to `uri` that it changed (`notifications/resources/updated`)."""
+        self._hub.publish(("resource", uri))
 
     def resource(
         self,
@@ -242,6 +264,7 @@ class MCPServer:
                 self._templates[uri] = template
             else:
                 self._resources[uri] = Resource(func, uri, size=size, **options)
+            self._hub.publish(("resources",))
             return func
 
         return register
@@ -267,6 +290,7 @@ class MCPServer:
                 func, name=name, title=title, description=description, icons=icons, meta=meta, localns=localns
             )
             self._prompts[prompt.name] = prompt
+            self._hub.publish(("prompts",))
             return func
 
         return register(fn) if fn is not None else register
@@ -300,11 +324,15 @@ class MCPServer:
     # Lifespan.
     @contextlib.asynccontextmanager
     async def _run_lifespan(self, app: Any) -> AsyncIterator[dict[str, Any]]:
-        if self._user_lifespan is None:
-            yield {}
-            return
-        async with self._user_lifespan(self) as state:
-            yield dict(state) if isinstance(state, dict) else ({} if state is None else {"lifespan": state})
+        try:
+            if self._user_lifespan is None:
+                yield {}
+                return
+            async with self._user_lifespan(self) as state:
+                yield dict(state) if isinstance(state, dict) else ({} if state is None else {"lifespan": state})
+        finally:
+            # Shutting down: end open notification streams so nothing holds the server open.
+            self._hub.close()
 
     @property
     def lifespan_state(self) -> dict[str, Any]:

@@ -13,17 +13,22 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import anyio
+
 from mcp_asgi.context import LEVEL_RANK, Context
 from mcp_asgi.protocol.jsonrpc import (
     INTERNAL_ERROR,
     INVALID_PARAMS,
+    INVALID_REQUEST,
     METHOD_NOT_FOUND,
     UNSUPPORTED_PROTOCOL_VERSION,
     MCPError,
     RequestId,
     invalid_params,
+    notification,
 )
 from mcp_asgi.protocol.mrtr import MRTR_METHODS, InputRequired, digest
+from mcp_asgi.protocol.notifications import Event, event_message
 from mcp_asgi.protocol.versions import (
     CACHEABLE_METHODS,
     MODERN_VERSIONS,
@@ -46,8 +51,10 @@ META_CAPABILITIES = "io.modelcontextprotocol/clientCapabilities"
 META_CLIENT_INFO = "io.modelcontextprotocol/clientInfo"
 META_LOG_LEVEL = "io.modelcontextprotocol/logLevel"
 META_SERVER_INFO = "io.modelcontextprotocol/serverInfo"
+META_SUBSCRIPTION_ID = "io.modelcontextprotocol/subscriptionId"
 
-Send = Callable[[dict[str, Any]], Awaitable[None]]
+# Sends a request-scoped message to the client; None is a keep-alive. Returns False if it cannot stream.
+Send = Callable[[dict[str, Any] | None], Awaitable[Any]]
 
 
 @dataclass(slots=True)
@@ -147,6 +154,9 @@ class ProtocolCore:
             "prompts/list": self._prompts_list,
             "prompts/get": self._prompts_get,
             "completion/complete": self._complete,
+            "resources/subscribe": self._subscribe,
+            "resources/unsubscribe": self._unsubscribe,
+            "subscriptions/listen": self._listen,
         }
 
     def knows(self, call: Call) -> bool:
@@ -218,9 +228,9 @@ class ProtocolCore:
     # Handshake and housekeeping.
     def capabilities(self) -> dict[str, Any]:
         caps: dict[str, Any] = {
-            "tools": {"listChanged": False},
-            "resources": {"subscribe": False, "listChanged": False},
-            "prompts": {"listChanged": False},
+            "tools": {"listChanged": True},
+            "resources": {"subscribe": True, "listChanged": True},
+            "prompts": {"listChanged": True},
             "logging": {},
         }
         if self.server._completion is not None:
@@ -317,6 +327,69 @@ class ProtocolCore:
     async def _resources_read(self, call: Call) -> dict[str, Any]:
         uri = _require_str(call.params, "uri", "resources/read")
         return {"contents": await self.read_resource(uri, call)}
+
+    async def _subscribe(self, call: Call) -> dict[str, Any]:
+        uri = _require_str(call.params, "uri", "resources/subscribe")
+        if call.session is not None and uri not in call.session.subscriptions:
+            call.session.subscriptions.add(uri)
+            call.session_changed = True
+        return {}
+
+    async def _unsubscribe(self, call: Call) -> dict[str, Any]:
+        uri = _require_str(call.params, "uri", "resources/unsubscribe")
+        if call.session is not None and uri in call.session.subscriptions:
+            call.session.subscriptions.discard(uri)
+            call.session_changed = True
+        return {}
+
+    async def _listen(self, call: Call) -> dict[str, Any]:
+        """`subscriptions/listen`: acknowledge, then stream the opted-in notifications until cancelled."""
+        requested = call.params.get("notifications")
+        if not isinstance(requested, dict):
+            raise invalid_params("Invalid params: subscriptions/listen needs a `notifications` filter object")
+        agreed: dict[str, Any] = {}
+        for flag in ("toolsListChanged", "promptsListChanged", "resourcesListChanged"):
+            if requested.get(flag) is True:
+                agreed[flag] = True
+        uris = requested.get("resourceSubscriptions")
+        if isinstance(uris, list):
+            agreed["resourceSubscriptions"] = [uri for uri in uris if isinstance(uri, str)]
+        tag = {META_SUBSCRIPTION_ID: call.request_id}
+        watched = set(agreed.get("resourceSubscriptions", ()))
+
+        def translate(event: Event) -> dict[str, Any] | None:
+            wanted = event[1] in watched if event[0] == "resource" else agreed.get(f"{event[0]}ListChanged", False)
+            if not wanted:
+                return None
+            message = event_message(event)
+            message["params"] = {**message.get("params", {}), "_meta": tag}
+            return message
+
+        if call.send is None:
+            raise MCPError(INVALID_REQUEST, "subscriptions/listen needs a transport that can stream")
+        stream, stop = self.server._hub.listen(translate)
+        try:
+            acknowledged = notification(
+                "notifications/subscriptions/acknowledged", {"_meta": tag, "notifications": agreed}
+            )
+            if await call.send(acknowledged) is False:
+                raise MCPError(
+                    INVALID_REQUEST, "subscriptions/listen needs an SSE reply; this endpoint has json_response=True"
+                )
+            async with stream:
+                while True:
+                    with anyio.move_on_after(self.server.keepalive_interval):
+                        try:
+                            message = await stream.receive()
+                        except anyio.EndOfStream:
+                            break
+                        await call.send(message)
+                        continue
+                    await call.send(None)  # a keep-alive for transports that need one
+        finally:
+            stop()
+        # The server ended the subscription (shutdown): a graceful close carries a result.
+        return {"_meta": dict(tag)}
 
     # Prompts.
     async def _prompts_list(self, call: Call) -> dict[str, Any]:

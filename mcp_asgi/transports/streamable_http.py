@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -34,6 +35,7 @@ from mcp_asgi.protocol.jsonrpc import (
     result_response,
 )
 from mcp_asgi.protocol.jsonrpc import request as jsonrpc_request
+from mcp_asgi.protocol.notifications import Event, event_message
 from mcp_asgi.protocol.versions import LEGACY_VERSIONS, MODERN_VERSIONS, NAMED_METHODS, REVISIONS, SUPPORTED_VERSIONS
 from mcp_asgi.transports.broker import InProcessBroker
 from mcp_asgi.transports.http_common import (
@@ -57,8 +59,8 @@ logger = logging.getLogger("mcp_asgi")
 
 SESSION_HEADER = "mcp-session-id"
 VERSION_HEADER = "mcp-protocol-version"
-# Methods that run user code: on modern requests a closed stream cancels them.
-_USER_CODE = frozenset({"tools/call", "prompts/get", "resources/read", "completion/complete"})
+# Methods that run user code or stream: on modern requests a closed stream cancels them.
+_USER_CODE = frozenset({"tools/call", "prompts/get", "resources/read", "completion/complete", "subscriptions/listen"})
 
 
 async def _wait_for_disconnect(receive: Receive) -> bool:
@@ -66,6 +68,13 @@ async def _wait_for_disconnect(receive: Receive) -> bool:
         message = await receive()
         if message["type"] == "http.disconnect":
             return True
+
+
+def _session_change(record: SessionRecord, event: Event) -> dict[str, Any] | None:
+    """What a 2025 session's GET stream shows of a change: every list change, updates it subscribed to."""
+    if event[0] == "resource" and event[1] not in record.subscriptions:
+        return None
+    return event_message(event)
 
 
 def _header_mismatch(message: str) -> MCPError:
@@ -84,10 +93,14 @@ class _Reply:
         self.started = False
         self.closed = False
 
-    async def early(self, message: dict[str, Any]) -> bool:
-        """Send a message before the result; False if this reply cannot carry it."""
+    async def early(self, message: dict[str, Any] | None) -> bool:
+        """Send a message before the result (None: a keep-alive); False if this reply cannot carry it."""
         if not self.allow_sse or self.closed:
             return False
+        if message is None:
+            if self.started:
+                await self.send({"type": "http.response.body", "body": SSE_KEEPALIVE, "more_body": True})
+            return True
         if not self.started:
             self.started = True
             await self.send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS + self.headers})
@@ -449,7 +462,8 @@ class StreamableHTTPEndpoint:
             session_id = headers.get(SESSION_HEADER)
             if session_id is None:
                 raise MCPError(INVALID_REQUEST, "Bad Request: missing Mcp-Session-Id header", http_status=400)
-            if await self.sessions.get(session_id) is None:
+            record = await self.sessions.get(session_id)
+            if record is None:
                 raise MCPError(INVALID_REQUEST, "Session not found: it ended or never existed", http_status=404)
             try:
                 stream = self.broker.listen(session_id)
@@ -461,6 +475,13 @@ class StreamableHTTPEndpoint:
             extra = [(b"allow", b"POST")] if error.http_status == 405 else None
             await send_error(send, error, headers=extra)
             return
+        changes, stop_changes = self.server._hub.listen(partial(_session_change, record))
+        lock = anyio.Lock()
+
+        async def emit(body: bytes) -> None:
+            async with lock:
+                await send({"type": "http.response.body", "body": body, "more_body": True})
+
         try:
             await send(
                 {
@@ -469,7 +490,7 @@ class StreamableHTTPEndpoint:
                     "headers": SSE_HEADERS + [(b"mcp-session-id", session_id.encode())],
                 }
             )
-            await send({"type": "http.response.body", "body": b": stream open\n\n", "more_body": True})
+            await emit(b": stream open\n\n")
             async with anyio.create_task_group() as group:
 
                 async def watch() -> None:
@@ -477,21 +498,28 @@ class StreamableHTTPEndpoint:
                         pass
                     group.cancel_scope.cancel()
 
+                async def forward_changes() -> None:
+                    async for change in changes:
+                        await emit(sse_event(change))
+                    group.cancel_scope.cancel()  # the server is shutting down
+
                 group.start_soon(watch)
+                group.start_soon(forward_changes)
                 while True:
                     with anyio.move_on_after(self.keepalive_interval):
                         try:
                             item = await stream.receive()
                         except (anyio.EndOfStream, anyio.ClosedResourceError):
                             break
-                        await send({"type": "http.response.body", "body": sse_event(item), "more_body": True})
+                        await emit(sse_event(item))
                         continue
-                    await send({"type": "http.response.body", "body": SSE_KEEPALIVE, "more_body": True})
+                    await emit(SSE_KEEPALIVE)
                 group.cancel_scope.cancel()
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         except OSError:
             pass
         finally:
+            stop_changes()
             self.broker.unlisten(session_id, stream)
 
     # DELETE: the client ends its session.
