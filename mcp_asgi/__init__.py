@@ -6,19 +6,27 @@ from mcp_asgi.components.prompts import Message
 from mcp_asgi.components.tools import ToolError, ToolResult
 from mcp_asgi.context import Context
 from mcp_asgi.protocol.jsonrpc import MCPError
+from mcp_asgi.protocol.mrtr import Elicit, ElicitationResult, ListRoots, Sample, SamplingResult
+from mcp_asgi.protocol.param_headers import Header
 from mcp_asgi.server import FastMCP, MCPServer
 from mcp_asgi.transports.sessions import InMemorySessionStore, SessionRecord, SessionStore
 
 __all__ = [
     "Audio",
     "Context",
+    "Elicit",
+    "ElicitationResult",
     "FastMCP",
     "File",
+    "Header",
     "Image",
     "InMemorySessionStore",
+    "ListRoots",
     "MCPError",
     "MCPServer",
     "Message",
+    "Sample",
+    "SamplingResult",
     "SessionRecord",
     "SessionStore",
     "ToolError",

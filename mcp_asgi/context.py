@@ -36,6 +36,8 @@ class Context:
     def __init__(self, server: MCPServer, call: Call) -> None:
         self._server = server
         self._call = call
+        # Read on the event loop: sync tools run in a worker thread, where the loop's run is unknown.
+        self._lifespan_state = server.lifespan_state
 
     # What the request is.
     @property
@@ -55,7 +57,7 @@ class Context:
     @property
     def lifespan_context(self) -> dict[str, Any]:
         """What the server's own `lifespan=` yielded."""
-        return self._server.lifespan_state
+        return self._lifespan_state
 
     @property
     def request_id(self) -> Any:

@@ -23,9 +23,7 @@ def test_app_state_names_the_server():
     assert app.state.mcp_server is mcp
 
 
-def test_sse_transport_is_not_there_yet_and_says_so():
-    with pytest.raises(NotImplementedError, match="transport='http'"):
-        build_server().http_app(transport="sse")
+def test_bad_arguments_are_named():
     with pytest.raises(ValueError, match="transport"):
         build_server().http_app(transport="carrier-pigeon")
     with pytest.raises(ValueError, match="path"):
@@ -157,3 +155,20 @@ async def test_custom_routes_are_served_beside_mcp():
     async with client_for(mcp.http_app()) as http:
         response = await http.get("/health")
         assert response.json() == {"status": "ok", "server": "Demo"}
+
+
+async def test_a_lifespan_that_fails_to_start_answers_503_not_500():
+    from contextlib import asynccontextmanager
+
+    @asynccontextmanager
+    async def broken(server):
+        raise RuntimeError("database is down")
+        yield  # pragma: no cover
+
+    mcp = MCPServer("fragile", lifespan=broken)
+    async with client_for(mcp.http_app()) as http:  # nobody runs the lifespan: the first request starts it
+        body, headers = modern_request("tools/list")
+        response = await http.post("/mcp", json=body, headers=headers)
+    assert response.status_code == 503
+    assert response.json()["error"]["code"] == -32603
+    assert "database is down" in response.json()["error"]["message"]

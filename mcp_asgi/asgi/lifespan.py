@@ -223,7 +223,9 @@ class SharedLifespan:
         if lazy_warning is None:
             lazy_warning = DEFAULT_LAZY_WARNING.format(name=name)
         self.lazy_warning = lazy_warning
-        self._run: _OwnedRun | None = None
+        # One run per event loop: a run's task lives on its loop, and two hosts on two
+        # loops (two servers in threads, two TestClients) must not share or end each other's.
+        self._runs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _OwnedRun] = weakref.WeakKeyDictionary()
         # One lock per event loop: anyio locks belong to the loop that first waits on them,
         # and each `TestClient` runs on a loop of its own.
         self._locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, anyio.Lock] = weakref.WeakKeyDictionary()
@@ -233,11 +235,19 @@ class SharedLifespan:
 
     @property
     def running(self) -> bool:
-        return self._run is not None and self._run.alive
+        """Whether a run serves the current event loop (any loop, when called outside one)."""
+        return self._visible() is not None
 
     @property
     def state(self) -> dict[str, Any]:
-        return self._run.state if self._run is not None and self._run.alive else {}
+        run = self._visible()
+        return run.state if run is not None else {}
+
+    def _visible(self) -> _OwnedRun | None:
+        try:
+            return self._current()
+        except RuntimeError:  # no running loop: report any live run
+            return next((run for run in list(self._runs.values()) if run.alive), None)
 
     async def ensure_started(self, app: Any) -> dict[str, Any]:
         """Start `fn` if no host did, for apps served without their lifespan; return its state."""
@@ -249,13 +259,13 @@ class SharedLifespan:
             if run is None:
                 logger.warning(self.lazy_warning)
                 run = await _OwnedRun.start(self.fn, app, self.name)
-                self._run = run
+                self._runs[run.loop] = run
         return run.state
 
     async def aclose(self) -> None:
         """Stop the running instance now, however it was started (mainly for lazy starts)."""
         async with self._lock():
-            run, self._run = self._run, None
+            run = self._runs.pop(asyncio.get_running_loop(), None)
             if run is not None:
                 await run.stop()
 
@@ -264,7 +274,7 @@ class SharedLifespan:
             run = self._current()
             if run is None:
                 run = await _OwnedRun.start(self.fn, app, self.name)
-                self._run = run
+                self._runs[run.loop] = run
             run.users += 1
             return run
 
@@ -273,19 +283,14 @@ class SharedLifespan:
             run.users -= 1
             if run.users > 0:
                 return
-            if self._run is run:
-                self._run = None
+            if self._runs.get(run.loop) is run:
+                del self._runs[run.loop]
             # Stopped under the lock so a quick re-entry waits for the old run to finish.
             await run.stop()
 
     def _current(self) -> _OwnedRun | None:
-        run = self._run
-        if run is None or not run.alive:
-            return None
-        if run.loop is not asyncio.get_running_loop():
-            # A run on another loop cannot serve this one (its tasks live there).
-            return None
-        return run
+        run = self._runs.get(asyncio.get_running_loop())
+        return run if run is not None and run.alive else None
 
     def _lock(self) -> anyio.Lock:
         loop = asyncio.get_running_loop()

@@ -20,6 +20,7 @@ from mcp_asgi.components.signature import (
 )
 from mcp_asgi.protocol.jsonrpc import MCPError
 from mcp_asgi.protocol.mrtr import InputRequired
+from mcp_asgi.protocol.param_headers import param_headers
 
 logger = logging.getLogger("mcp_asgi")
 
@@ -87,6 +88,8 @@ class Tool:
         self.arguments = FunctionArguments(fn, model_name=f"{self.name}_arguments", localns=localns)
         self.description = description if description is not None else docstring_description(fn)
         self.input_schema = input_schema if input_schema is not None else self.arguments.json_schema()
+        # Arguments mirrored into Mcp-Param-* headers (SEP-2243); a bad annotation fails here, not per call.
+        self.param_headers = param_headers(self.input_schema)
         self.wrap_result: bool | None = None
         self.output_schema = output_schema
         if output_schema is None and structured_output is not False:

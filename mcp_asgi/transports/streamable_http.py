@@ -22,6 +22,7 @@ from starlette.types import Receive, Scope, Send
 from mcp_asgi.protocol.dispatch import Call, read_modern_meta, unsupported_version
 from mcp_asgi.protocol.jsonrpc import (
     HEADER_MISMATCH,
+    INTERNAL_ERROR,
     INVALID_REQUEST,
     NOTIFICATION,
     REQUEST,
@@ -35,7 +36,9 @@ from mcp_asgi.protocol.jsonrpc import (
     result_response,
 )
 from mcp_asgi.protocol.jsonrpc import request as jsonrpc_request
+from mcp_asgi.asgi.security import HostOriginGuard
 from mcp_asgi.protocol.notifications import Event, event_message
+from mcp_asgi.protocol.param_headers import validate_param_headers
 from mcp_asgi.protocol.versions import LEGACY_VERSIONS, MODERN_VERSIONS, NAMED_METHODS, REVISIONS, SUPPORTED_VERSIONS
 from mcp_asgi.transports.broker import InProcessBroker
 from mcp_asgi.transports.http_common import (
@@ -134,8 +137,10 @@ class StreamableHTTPEndpoint:
         keepalive_interval: float = 15.0,
         max_body_size: int = 4 * 1024 * 1024,
         client_request_timeout: float = 300.0,
+        guard: HostOriginGuard | None = None,
     ) -> None:
         self.server = server
+        self.guard = guard
         self.json_response = json_response
         self.stateless = stateless
         self.sessions: SessionStore = session_store if session_store is not None else InMemorySessionStore()
@@ -150,6 +155,10 @@ class StreamableHTTPEndpoint:
         self.client_request_timeout = client_request_timeout
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        refused = self.guard.check(scope, header_map(scope)) if self.guard is not None else None
+        if refused is not None:
+            await send_error(send, refused)
+            return
         method = scope["method"]
         if method == "POST":
             await self._post(scope, receive, send)
@@ -182,7 +191,7 @@ class StreamableHTTPEndpoint:
             body = await read_body(receive, self.max_body_size, headers.get("content-length"))
             message = decode(body)
             kind = classify(message)
-            await self.server.ensure_started(scope)
+            await self._ensure_started(scope)
             header_version = headers.get(VERSION_HEADER)
             if header_version is not None and header_version not in SUPPORTED_VERSIONS:
                 raise unsupported_version(header_version)
@@ -203,6 +212,15 @@ class StreamableHTTPEndpoint:
             await send_error(send, error, request_id_of(message))
         except ConnectionAbortedError:
             return
+
+    async def _ensure_started(self, scope: Scope) -> None:
+        try:
+            await self.server.ensure_started(scope)
+        except Exception as exc:
+            logger.exception("The server's lifespan failed to start")
+            raise MCPError(
+                INTERNAL_ERROR, f"The MCP server failed to start: {exc}", http_status=503
+            ) from None
 
     async def _modern(
         self,
@@ -243,13 +261,17 @@ class StreamableHTTPEndpoint:
             raw_name = headers.get("mcp-name")
             if raw_name is None:
                 raise _header_mismatch(f"the Mcp-Name header is required for {method}")
-            name = decode_header_value(raw_name)
+            name = decode_header_value(raw_name.strip())
             if name is None:
                 raise _header_mismatch("the Mcp-Name header has a malformed base64 value")
             if name != params.get(named):
                 raise _header_mismatch(
                     f"Mcp-Name header value {name!r} does not match body value {params.get(named)!r}"
                 )
+            if method == "tools/call":
+                tool = self.server._tools.get(name)
+                if tool is not None and tool.param_headers:
+                    validate_param_headers(tool.param_headers, params.get("arguments"), headers)
         call = Call(
             revision=revision,
             method=method,
