@@ -12,6 +12,7 @@ from starlette.routing import BaseRoute, Match, NoMatchFound, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from mcp_asgi.asgi.lifespan import SharedLifespan
+from mcp_asgi.asgi.security import HostOriginGuard
 from mcp_asgi.components.prompts import Prompt
 from mcp_asgi.components.resources import Resource, ResourceTemplate, is_template
 from mcp_asgi.components.signature import FunctionArguments, caller_namespace
@@ -356,34 +357,87 @@ class MCPServer:
         keepalive_interval: float = 15.0,
         max_body_size: int = 4 * 1024 * 1024,
         debug: bool = False,
+        message_path: str = "/messages/",
+        allowed_hosts: Sequence[str] | None = None,
+        allowed_origins: Sequence[str] | None = None,
     ) -> MCPApp:
-        """A Starlette app serving this server; mount it anywhere or run it with uvicorn."""
-        if transport == "sse":
-            raise NotImplementedError(
-                "The legacy HTTP+SSE transport is not available yet; use transport='http' (Streamable HTTP)"
-            )
-        if transport not in HTTP_TRANSPORTS:
-            raise ValueError(f"`transport` must be one of {', '.join(HTTP_TRANSPORTS)}, got {transport!r}")
-        path = "/mcp" if path is None else path
+        """A Starlette app serving this server; mount it anywhere or run it with uvicorn.
+
+        `transport="sse"` serves the legacy HTTP+SSE transport instead: the stream at
+        `path` (default `/sse`) and the message endpoint at `message_path`.
+        """
+        if transport not in (*HTTP_TRANSPORTS, "sse"):
+            raise ValueError(f"`transport` must be one of {', '.join(HTTP_TRANSPORTS)}, sse; got {transport!r}")
+        path = ("/sse" if transport == "sse" else "/mcp") if path is None else path
         if not path.startswith("/"):
             raise ValueError(f"`path` must start with '/', got {path!r}")
         if middleware is not None and not all(isinstance(m, Middleware) for m in middleware):
             raise TypeError("`middleware` must be a list of starlette.middleware.Middleware(...) entries")
-        endpoint = StreamableHTTPEndpoint(
-            self,
-            json_response=json_response,
-            stateless=stateless,
-            session_store=session_store,
-            keepalive_interval=keepalive_interval,
-            max_body_size=max_body_size,
-        )
-        routes: list[BaseRoute] = [EndpointRoute(path, endpoint, name="mcp"), *self._custom_routes]
+        # DNS-rebinding protection: automatic on localhost, or the lists given.
+        guard = HostOriginGuard(allowed_hosts, allowed_origins)
+        endpoint: Any
+        if transport == "sse":
+            from mcp_asgi.transports.sse import build_sse_routes
+
+            endpoint, routes = build_sse_routes(
+                self,
+                path,
+                message_path,
+                json_response=json_response,
+                stateless=stateless,
+                session_store=session_store,
+                keepalive_interval=keepalive_interval,
+                max_body_size=max_body_size,
+                guard=guard,
+            )
+        else:
+            endpoint = StreamableHTTPEndpoint(
+                self,
+                json_response=json_response,
+                stateless=stateless,
+                session_store=session_store,
+                keepalive_interval=keepalive_interval,
+                max_body_size=max_body_size,
+                guard=guard,
+            )
+            routes = [EndpointRoute(path, endpoint, name="mcp")]
+        routes = [*routes, *self._custom_routes]
         app = MCPApp(debug=debug, routes=routes, middleware=list(middleware or ()), lifespan=self._lifespan)
         app.mcp_server = self
         app.state.mcp_server = self
         app.state.fastmcp_server = self
         app.state.mcp_endpoint = endpoint
         return app
+
+    def run(
+        self,
+        transport: str = "stdio",
+        *,
+        host: str = "127.0.0.1",
+        port: int = 8000,
+        path: str | None = None,
+        log_level: str | None = None,
+        **uvicorn_options: Any,
+    ) -> None:
+        """Serve on its own: `"stdio"` (default), `"http"`/`"streamable-http"` at `/mcp`, or `"sse"` at `/sse`."""
+        from mcp_asgi.runner import run
+
+        run(self, transport, host=host, port=port, path=path, log_level=log_level, **uvicorn_options)
+
+    async def run_async(
+        self,
+        transport: str = "stdio",
+        *,
+        host: str = "127.0.0.1",
+        port: int = 8000,
+        path: str | None = None,
+        log_level: str | None = None,
+        **uvicorn_options: Any,
+    ) -> None:
+        """`run()` for code already inside an event loop."""
+        from mcp_asgi.runner import run_async
+
+        await run_async(self, transport, host=host, port=port, path=path, log_level=log_level, **uvicorn_options)
 
     def streamable_http_app(self, **options: Any) -> MCPApp:
         """`http_app(transport="http")`, under the name the official SDK uses."""

@@ -517,7 +517,11 @@ async def test_host_middleware_wraps_the_mcp_apps_middleware(mode: str) -> None:
 async def test_cors_preset_lets_a_browser_page_talk_mcp() -> None:
     page = "https://chat.example.com"
     app = FastAPI()
-    mount(app, "/mcp", build_server().http_app(path="/", middleware=[cors_middleware(allow_origins=[page])]))
+    # A localhost server refuses foreign origins (DNS rebinding) unless they are allowed explicitly too.
+    mcp_app = build_server().http_app(
+        path="/", middleware=[cors_middleware(allow_origins=[page])], allowed_origins=[page]
+    )
+    mount(app, "/mcp", mcp_app)
     with serve(app) as base:
         preflight = httpx.options(
             f"{base}/mcp",

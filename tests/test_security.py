@@ -197,3 +197,24 @@ async def test_guard_behind_uvicorn_on_127_0_0_1() -> None:
     body = evil.json()
     assert body["error"]["code"] == -32600
     assert "id" not in body
+
+
+def test_http_app_guards_both_transports_on_localhost():
+    from tests.conftest import serve
+    from tests.servers import build_server
+
+    evil = {
+        "host": "evil.example.com",
+        "origin": "http://evil.example.com",
+        "accept": "application/json, text/event-stream",
+    }
+    init = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"protocolVersion": "2025-11-25"}}
+    with serve(build_server().http_app()) as base:
+        refused = httpx.post(f"{base}/mcp", json=init, headers=evil)
+        assert refused.status_code == 403 and refused.json()["error"]["code"] == -32600
+        assert httpx.post(f"{base}/mcp", json=init, headers={"accept": evil["accept"]}).status_code == 200
+    with serve(build_server().http_app(allowed_hosts=["evil.example.com"])) as base:
+        assert httpx.post(f"{base}/mcp", json=init, headers=evil).status_code == 200
+    with serve(build_server().http_app(transport="sse")) as base:
+        assert httpx.get(f"{base}/sse", headers=evil).status_code == 403
+        assert httpx.post(f"{base}/messages/?session_id=x", json=init, headers=evil).status_code == 403

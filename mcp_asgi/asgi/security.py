@@ -18,7 +18,7 @@ import re
 from collections.abc import Sequence
 from urllib.parse import urlsplit
 
-from starlette.types import Scope
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from mcp_asgi.protocol.jsonrpc import INVALID_REQUEST, MCPError
 
@@ -299,3 +299,17 @@ def _rejected_origin(value: str, *, listed: bool) -> MCPError:
         f"http_app(allowed_origins=[{value.strip()!r}])."
     )
     return MCPError(INVALID_REQUEST, f"{what}: {why}. {fix}", http_status=403)
+
+
+def guarded(guard: HostOriginGuard, app: ASGIApp) -> ASGIApp:
+    """`app` behind the guard: refused requests get 403 and never reach it."""
+    from mcp_asgi.transports.http_common import header_map, send_error
+
+    async def guarded_app(scope: Scope, receive: Receive, send: Send) -> None:
+        refused = guard.check(scope, header_map(scope))
+        if refused is not None:
+            await send_error(send, refused)
+            return
+        await app(scope, receive, send)
+
+    return guarded_app

@@ -34,6 +34,13 @@ def event_message(event: Event) -> dict[str, Any]:
     return {"jsonrpc": "2.0", "method": LIST_CHANGED[event[0]]}
 
 
+def session_change(subscriptions: set[str], event: Event) -> dict[str, Any] | None:
+    """What a 2025 session is told of a change: every list change, and updates of what it subscribed to."""
+    if event[0] == "resource" and event[1] not in subscriptions:
+        return None
+    return event_message(event)
+
+
 class _Listener:
     __slots__ = ("translate", "send", "loop")
 

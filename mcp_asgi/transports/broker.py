@@ -53,3 +53,9 @@ class InProcessBroker:
         send = self._streams.pop(session_id, None)
         if send is not None:
             send.close()
+
+    def close_all(self) -> None:
+        """End every open stream: the server is shutting down and must not wait for them."""
+        streams, self._streams = self._streams, {}
+        for send in streams.values():
+            send.close()

@@ -19,6 +19,7 @@ import anyio
 from starlette.requests import Request
 from starlette.types import Receive, Scope, Send
 
+from mcp_asgi.asgi.security import HostOriginGuard
 from mcp_asgi.protocol.dispatch import Call, read_modern_meta, unsupported_version
 from mcp_asgi.protocol.jsonrpc import (
     HEADER_MISMATCH,
@@ -36,8 +37,7 @@ from mcp_asgi.protocol.jsonrpc import (
     result_response,
 )
 from mcp_asgi.protocol.jsonrpc import request as jsonrpc_request
-from mcp_asgi.asgi.security import HostOriginGuard
-from mcp_asgi.protocol.notifications import Event, event_message
+from mcp_asgi.protocol.notifications import session_change
 from mcp_asgi.protocol.param_headers import validate_param_headers
 from mcp_asgi.protocol.versions import LEGACY_VERSIONS, MODERN_VERSIONS, NAMED_METHODS, REVISIONS, SUPPORTED_VERSIONS
 from mcp_asgi.transports.broker import InProcessBroker
@@ -71,13 +71,6 @@ async def _wait_for_disconnect(receive: Receive) -> bool:
         message = await receive()
         if message["type"] == "http.disconnect":
             return True
-
-
-def _session_change(record: SessionRecord, event: Event) -> dict[str, Any] | None:
-    """What a 2025 session's GET stream shows of a change: every list change, updates it subscribed to."""
-    if event[0] == "resource" and event[1] not in record.subscriptions:
-        return None
-    return event_message(event)
 
 
 def _header_mismatch(message: str) -> MCPError:
@@ -218,9 +211,7 @@ class StreamableHTTPEndpoint:
             await self.server.ensure_started(scope)
         except Exception as exc:
             logger.exception("The server's lifespan failed to start")
-            raise MCPError(
-                INTERNAL_ERROR, f"The MCP server failed to start: {exc}", http_status=503
-            ) from None
+            raise MCPError(INTERNAL_ERROR, f"The MCP server failed to start: {exc}", http_status=503) from None
 
     async def _modern(
         self,
@@ -497,7 +488,7 @@ class StreamableHTTPEndpoint:
             extra = [(b"allow", b"POST")] if error.http_status == 405 else None
             await send_error(send, error, headers=extra)
             return
-        changes, stop_changes = self.server._hub.listen(partial(_session_change, record))
+        changes, stop_changes = self.server._hub.listen(partial(session_change, record.subscriptions))
         lock = anyio.Lock()
 
         async def emit(body: bytes) -> None:

@@ -1,0 +1,273 @@
+"""The `mcp-asgi` command: run a server from a file or module, or open it in the MCP Inspector.
+
+mcp-asgi run server.py                       # stdio, for desktop clients
+mcp-asgi run server.py:mcp --transport http  # Streamable HTTP at http://127.0.0.1:8000/mcp
+mcp-asgi run pkg.module:make_server --transport sse -- --their-own-flag
+mcp-asgi dev server.py                       # HTTP + the MCP Inspector
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import inspect
+import os
+import shutil
+import subprocess
+import sys
+import traceback
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from mcp_asgi.runner import TRANSPORTS, RunError, run
+
+DEFAULT_NAMES = ("mcp", "server", "app")
+# The name a file is imported under, so its `if __name__ == "__main__":` block does not run.
+FILE_MODULE_NAME = "mcp_asgi_target"
+
+
+class CLIError(Exception):
+    """A one-line problem with what to do about it; printed without a traceback."""
+
+
+# Loading the server.
+def split_spec(spec: str) -> tuple[str, str | None]:
+    """`file.py:obj` or `package.module:obj` -> (target, obj); a Windows drive colon is not a separator."""
+    target, sep, name = spec.rpartition(":")
+    if sep and name.isidentifier() and target and not (len(target) == 1 and target.isalpha()):
+        return target, name
+    return spec, None
+
+
+def _is_file_target(target: str) -> bool:
+    return target.endswith(".py") or os.sep in target or "/" in target
+
+
+def import_target(target: str, *, debug: bool = False) -> Any:
+    """Import a file (under a private module name) or a dotted module; errors become CLIError."""
+    if _is_file_target(target):
+        path = Path(target)
+        if not path.is_file():
+            where = "a directory, not a file" if path.is_dir() else "not found"
+            raise CLIError(f"{target}: {where}; give the path to your server's .py file (relative to {os.getcwd()})")
+        path = path.resolve()
+        # Sibling imports in the file work as when it is run with `python file.py`.
+        sys.path.insert(0, str(path.parent))
+        spec = importlib.util.spec_from_file_location(FILE_MODULE_NAME, path)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[FILE_MODULE_NAME] = module
+        loader = lambda: spec.loader.exec_module(module)  # noqa: E731
+        what = str(target)
+    else:
+        if os.getcwd() not in sys.path:
+            sys.path.insert(0, os.getcwd())
+        if importlib.util.find_spec(target.split(".")[0]) is None:
+            raise CLIError(
+                f"no module named {target!r}; check the spelling, "
+                f"or pass a file path such as {target.replace('.', '/')}.py"
+            )
+        loader = None
+        what = target
+    try:
+        if loader is not None:
+            loader()
+            return module
+        return importlib.import_module(target)
+    except SystemExit:
+        raise
+    except BaseException as exc:
+        if isinstance(exc, KeyboardInterrupt):
+            raise
+        if debug:
+            traceback.print_exc()
+        hint = "" if debug else " (run with --log-level debug for the traceback)"
+        raise CLIError(f"importing {what} failed: {type(exc).__name__}: {exc}; fix the error in it{hint}") from None
+
+
+def find_server(module: Any, name: str | None, target: str) -> Any:
+    """The MCPServer the spec names, or the first of `mcp`, `server`, `app`; factories are called."""
+    from mcp_asgi.server import MCPApp, MCPServer
+
+    if name is not None:
+        if not hasattr(module, name):
+            raise CLIError(f"{target} has no object named {name!r}; check the name after ':'")
+        candidates = [name]
+    else:
+        candidates = [n for n in DEFAULT_NAMES if hasattr(module, n)]
+        if not candidates:
+            raise CLIError(
+                f"no server object found in {target}: define `mcp = MCPServer(...)` in it, "
+                f"or name the object: {target}:my_server"
+            )
+    wrong: list[str] = []
+    for candidate in candidates:
+        obj = getattr(module, candidate)
+        if isinstance(obj, MCPServer):
+            return obj
+        if isinstance(obj, MCPApp):
+            return obj.mcp_server
+        if callable(obj) and not inspect.isclass(obj) and _takes_no_arguments(obj):
+            made = obj()
+            if inspect.iscoroutine(made):
+                made = _await(made)
+            if isinstance(made, MCPServer):
+                return made
+            wrong.append(f"{candidate}() returned {type(made).__name__}")
+            continue
+        wrong.append(f"{candidate} is {_describe(obj)}")
+    raise CLIError(
+        f"{target}: {'; '.join(wrong)}, not an MCPServer; "
+        f"point at your server with {target}:name (an MCPServer or a function returning one)"
+    )
+
+
+def _await(coroutine: Any) -> Any:
+    """The result of an async factory; server objects are not bound to the loop that made them."""
+    import anyio
+
+    async def wait() -> Any:
+        return await coroutine
+
+    return anyio.run(wait)
+
+
+def _describe(obj: Any) -> str:
+    if inspect.isclass(obj):
+        return f"the class {obj.__name__}"
+    if callable(obj) and not _takes_no_arguments(obj):
+        return "a function that needs arguments"
+    return f"a {type(obj).__name__}"
+
+
+def _takes_no_arguments(fn: Any) -> bool:
+    try:
+        signature = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return False
+    return all(
+        p.default is not p.empty or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) for p in signature.parameters.values()
+    )
+
+
+def load_server(spec: str, argv: Sequence[str] = (), *, debug: bool = False) -> Any:
+    """Import SPEC with `sys.argv[1:]` set to `argv`, and return its MCPServer."""
+    target, name = split_spec(spec)
+    saved = sys.argv
+    sys.argv = [target, *argv]
+    try:
+        module = import_target(target, debug=debug)
+        return find_server(module, name, target)
+    finally:
+        sys.argv = saved
+
+
+# Commands.
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mcp-asgi", description="Serve MCP servers over stdio or HTTP.")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands.required = True
+
+    def common(sub: argparse.ArgumentParser, transports: bool) -> None:
+        sub.add_argument("spec", metavar="SPEC", help="file.py, file.py:obj or package.module:obj")
+        if transports:
+            sub.add_argument("--transport", "-t", choices=TRANSPORTS, default="stdio", help="default: stdio")
+        sub.add_argument("--host", default="127.0.0.1", help="HTTP host (default 127.0.0.1)")
+        sub.add_argument("--port", "-p", type=int, default=8000, help="HTTP port (default 8000)")
+        sub.add_argument("--path", default=None, help="endpoint path (default /mcp, or /sse for sse)")
+        sub.add_argument("--message-path", default="/messages/", help="sse: where clients POST (default /messages/)")
+        sub.add_argument("--log-level", "-l", default=None, choices=("debug", "info", "warning", "error", "critical"))
+        sub.add_argument("--stateless", action="store_true", help="http: no sessions for 2025 clients")
+        sub.add_argument("--json-response", action="store_true", help="http: answer with JSON, never SSE")
+        sub.add_argument("--root-path", default=None, help="the path prefix a proxy in front strips")
+
+    common(commands.add_parser("run", help="serve a server (stdio by default)"), transports=True)
+    common(commands.add_parser("dev", help="serve over HTTP and open the MCP Inspector"), transports=False)
+    commands.add_parser("version", help="print the version")
+    return parser
+
+
+def _app_options(args: argparse.Namespace, transport: str) -> dict[str, Any]:
+    options: dict[str, Any] = {}
+    if args.stateless or args.json_response:
+        if transport not in ("http", "streamable-http"):
+            raise CLIError("--stateless and --json-response apply to --transport http only")
+        options.update(stateless=args.stateless, json_response=args.json_response)
+    if transport == "sse":
+        options["message_path"] = args.message_path
+    if args.root_path:
+        if transport == "stdio":
+            raise CLIError("--root-path applies to the HTTP transports; add --transport http or sse")
+        options["root_path"] = args.root_path
+    return options
+
+
+def _serve(args: argparse.Namespace, server: Any, transport: str) -> None:
+    options = _app_options(args, transport)
+    if transport == "stdio":
+        run(server, "stdio", log_level=args.log_level)
+    else:
+        run(
+            server,
+            transport,
+            host=args.host,
+            port=args.port,
+            path=args.path,
+            log_level=args.log_level,
+            **options,
+        )
+
+
+def _dev(args: argparse.Namespace, server: Any) -> None:
+    npx = shutil.which("npx")
+    if npx is None:
+        raise CLIError(
+            "npx not found on PATH; install Node.js (https://nodejs.org) to use the MCP Inspector, "
+            f"or run `mcp-asgi run {args.spec} --transport http` and connect another client"
+        )
+    path = args.path or "/mcp"
+    url = f"http://{args.host}:{args.port}{path}"
+    command = [npx, "@modelcontextprotocol/inspector", "--transport", "http", "--server-url", url]
+    print(f"mcp-asgi: starting the MCP Inspector for {url}", file=sys.stderr, flush=True)
+    inspector = subprocess.Popen(command)
+    try:
+        _serve(args, server, "http")
+    finally:
+        inspector.terminate()
+        try:
+            inspector.wait(5)
+        except subprocess.TimeoutExpired:
+            inspector.kill()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `mcp-asgi` console script; returns the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # Everything after `--` belongs to the server (its sys.argv[1:]), not to us.
+    server_argv: list[str] = []
+    if "--" in argv:
+        cut = argv.index("--")
+        argv, server_argv = argv[:cut], argv[cut + 1 :]
+    args = _parser().parse_args(argv)
+    if args.command == "version":
+        from mcp_asgi import __version__
+        from mcp_asgi.protocol.versions import SUPPORTED_VERSIONS
+
+        print(f"mcp-asgi {__version__} (Python {sys.version.split()[0]}; MCP {', '.join(SUPPORTED_VERSIONS)})")
+        return 0
+    try:
+        server = load_server(args.spec, server_argv, debug=args.log_level == "debug")
+        if args.command == "dev":
+            _dev(args, server)
+        else:
+            _serve(args, server, args.transport)
+    except (CLIError, RunError, ValueError) as exc:
+        print(f"mcp-asgi: error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

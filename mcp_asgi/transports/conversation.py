@@ -1,0 +1,263 @@
+"""One JSON-RPC conversation over a single channel: what stdio and legacy SSE share.
+
+Both transports carry every message of one client over one ordered channel, with
+no per-request stream. A `Conversation` takes each decoded message, answers
+requests concurrently in a task group the transport owns (a slow tool never
+blocks `ping` or `notifications/cancelled`), and hands every outgoing message to
+one `write` callable, which the transport serializes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+from collections.abc import Awaitable, Callable
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+import anyio
+from anyio.abc import TaskGroup
+
+from mcp_asgi.protocol.dispatch import META_VERSION, Call, read_modern_meta
+from mcp_asgi.protocol.jsonrpc import (
+    INTERNAL_ERROR,
+    INVALID_REQUEST,
+    NOTIFICATION,
+    RESPONSE,
+    MCPError,
+    RequestId,
+    classify,
+    error_response,
+    request_id_of,
+    result_response,
+)
+from mcp_asgi.protocol.jsonrpc import request as jsonrpc_request
+from mcp_asgi.protocol.notifications import session_change
+from mcp_asgi.protocol.versions import LATEST_LEGACY, REVISIONS, Revision, negotiate
+from mcp_asgi.transports.sessions import SessionRecord
+
+if TYPE_CHECKING:
+    from starlette.requests import Request
+
+    from mcp_asgi.server import MCPServer
+
+logger = logging.getLogger("mcp_asgi")
+
+Write = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+def is_modern(params: dict[str, Any]) -> bool:
+    """A request that declares its revision in `_meta` is served statelessly (2026-07-28)."""
+    meta = params.get("_meta")
+    return isinstance(meta, dict) and META_VERSION in meta
+
+
+class Conversation:
+    """Answers the messages of one client arriving over one channel."""
+
+    def __init__(
+        self,
+        server: MCPServer,
+        write: Write,
+        task_group: TaskGroup,
+        *,
+        session: SessionRecord | None = None,
+        allow_modern: bool = True,
+        default_version: str | None = None,
+        on_session_changed: Callable[[SessionRecord], Awaitable[None]] | None = None,
+        host_app: Any = None,
+        request: Request | None = None,
+    ) -> None:
+        self.server = server
+        self.write = write
+        self.task_group = task_group
+        # The legacy session this channel carries; stdio creates it on `initialize`.
+        self.session = session
+        self.allow_modern = allow_modern
+        # The revision assumed for legacy requests before `initialize` (None: refuse them).
+        self.default_version = default_version
+        self.on_session_changed = on_session_changed
+        self.host_app = host_app
+        # The HTTP request that opened the channel (the SSE GET), for `ctx.request`.
+        self.request = request
+        self._in_flight: dict[RequestId, anyio.CancelScope] = {}
+        # Requests this server sent the client (2025 sessions), awaiting its answers.
+        self._awaiting: dict[RequestId, asyncio.Future[Any]] = {}
+        self._next_request_id = itertools.count(1)
+        self.client_request_timeout = 300.0
+        self._stop_changes: Callable[[], None] | None = None
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._in_flight)
+
+    async def receive(self, message: Any) -> None:
+        """Take one decoded message: answer notifications now, start a task for a request."""
+        try:
+            kind = classify(message)
+        except MCPError as error:
+            await self.write(error_response(request_id_of(message), error))
+            return
+        if kind == RESPONSE:
+            self._deliver_answer(message)
+            return
+        params = message.get("params") or {}
+        if kind == NOTIFICATION:
+            await self._notification(message["method"], params)
+            return
+        request_id = message["id"]
+        if request_id in self._in_flight:
+            error = MCPError(INVALID_REQUEST, f"Invalid Request: request id {request_id!r} is already in flight")
+            await self.write(error_response(request_id, error))
+            return
+        cancel_scope = anyio.CancelScope()
+        self._in_flight[request_id] = cancel_scope
+        self.task_group.start_soon(self._answer, message["method"], params, request_id, cancel_scope)
+
+    async def _notification(self, method: str, params: dict[str, Any]) -> None:
+        if method == "notifications/cancelled":
+            scope = self._in_flight.get(params.get("requestId"))  # type: ignore[arg-type]
+            if scope is not None:
+                scope.cancel()
+        elif method == "notifications/initialized" and self.session is not None:
+            if not self.session.initialized:
+                self.session.initialized = True
+                await self._session_changed()
+
+    async def _answer(
+        self, method: str, params: dict[str, Any], request_id: RequestId, scope: anyio.CancelScope
+    ) -> None:
+        reply: dict[str, Any] | None = None
+        with scope:
+            try:
+                call = self._call(method, params, request_id)
+
+                async def send(message: dict[str, Any] | None) -> bool:
+                    # A cancelled request sends nothing more (the cancellation rule); None is a
+                    # keep-alive, which a channel that stays open needs not.
+                    if message is not None and not scope.cancel_called:
+                        await self.write(message)
+                    return True
+
+                call.send = send
+                if call.session is not None:
+                    call.request_client = self._request_client
+                result = await self.server._core.handle(call)
+                if call.session_changed:
+                    await self._session_changed()
+                if method == "initialize" and call.session is not None:
+                    self._follow_changes(call.session)
+                reply = result_response(request_id, result)
+            except MCPError as error:
+                reply = error_response(request_id, error)
+            except Exception as exc:  # the core already maps user errors; this is a bug of ours
+                logger.exception("Answering %s failed", method)
+                reply = error_response(request_id, MCPError(INTERNAL_ERROR, f"Internal error: {exc}"))
+        self._in_flight.pop(request_id, None)
+        if reply is not None and not scope.cancel_called:
+            await self.write(reply)
+
+    def _call(self, method: str, params: dict[str, Any], request_id: RequestId) -> Call:
+        meta = params.get("_meta")
+        if self.allow_modern and is_modern(params):
+            revision, meta, client_info, log_level, capabilities = read_modern_meta(params)
+            return Call(
+                revision=revision,
+                method=method,
+                params=params,
+                request_id=request_id,
+                host_app=self.host_app,
+                request=self.request,
+                meta=meta,
+                client_capabilities=capabilities,
+                client_info=client_info,
+                log_level=log_level,
+            )
+        session = self.session
+        if method == "initialize":
+            if session is None:
+                session = self.session = SessionRecord(session_id="stdio")
+            # The handler negotiates and records the version; any legacy revision lets it run.
+            revision = REVISIONS[LATEST_LEGACY]
+        else:
+            revision = self._legacy_revision(method)
+        return Call(
+            revision=revision,
+            method=method,
+            params=params,
+            request_id=request_id,
+            session=session,
+            host_app=self.host_app,
+            request=self.request,
+            meta=meta if isinstance(meta, dict) else {},
+            client_capabilities=session.client_capabilities if session else {},
+            client_info=session.client_info if session else None,
+            log_level=session.log_level if session else None,
+        )
+
+    def _legacy_revision(self, method: str) -> Revision:
+        session = self.session
+        version = session.protocol_version if session is not None else None
+        if version is not None:
+            return REVISIONS[version]
+        if self.default_version is not None:
+            return negotiate(self.default_version)
+        if method == "ping":
+            return REVISIONS[LATEST_LEGACY]
+        raise MCPError(
+            INVALID_REQUEST,
+            f"Invalid Request: send `initialize` first, or carry `_meta` with {META_VERSION} "
+            f"(the 2026-07-28 revision needs no handshake)",
+        )
+
+    async def _session_changed(self) -> None:
+        if self.session is not None and self.on_session_changed is not None:
+            await self.on_session_changed(self.session)
+
+    def cancel_all(self) -> None:
+        for scope in self._in_flight.values():
+            scope.cancel()
+        self.stop_following()
+
+    def stop_following(self) -> None:
+        """Stop sending change notifications (the channel's input ended)."""
+        if self._stop_changes is not None:
+            self._stop_changes()
+            self._stop_changes = None
+
+    async def _request_client(self, method: str, params: dict[str, Any]) -> Any:
+        """Send a request to the client over the channel and await its answer (2025 sessions)."""
+        request_id = f"mcp-asgi-{next(self._next_request_id)}"
+        answer: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._awaiting[request_id] = answer
+        try:
+            await self.write(jsonrpc_request(request_id, method, params))
+            with anyio.fail_after(self.client_request_timeout):
+                return await answer
+        finally:
+            self._awaiting.pop(request_id, None)
+
+    def _deliver_answer(self, message: dict[str, Any]) -> None:
+        waiting = self._awaiting.get(message.get("id"))  # type: ignore[arg-type]
+        if waiting is None or waiting.done():
+            return
+        error = message.get("error")
+        if isinstance(error, dict):
+            code = error.get("code", INVALID_REQUEST)
+            waiting.set_exception(MCPError(code, str(error.get("message", "client error")), error.get("data")))
+        else:
+            waiting.set_result(message.get("result"))
+
+    def _follow_changes(self, session: SessionRecord) -> None:
+        """After `initialize`: send this session's list changes and subscribed updates down the channel."""
+        if self._stop_changes is not None:
+            return
+        changes, self._stop_changes = self.server._hub.listen(partial(session_change, session.subscriptions))
+
+        async def forward() -> None:
+            async with changes:
+                async for change in changes:
+                    await self.write(change)
+
+        self.task_group.start_soon(forward)

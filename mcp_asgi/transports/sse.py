@@ -1,0 +1,203 @@
+"""The legacy HTTP+SSE transport (revision 2024-11-05), for clients that still speak it.
+
+`GET /sse` opens a stream whose first event names the URL to POST messages to;
+each POST is answered `202 Accepted` and its JSON-RPC response arrives on the
+stream. The POST hands the message to the stream through the broker, so a
+shared broker lets any worker take the POST; the stream answers requests
+concurrently in the task group of its (long-lived by nature) connection.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs, quote
+
+import anyio
+from starlette.requests import Request
+from starlette.routing import BaseRoute
+from starlette.types import Receive, Scope, Send
+
+from mcp_asgi.asgi.security import HostOriginGuard, guarded
+from mcp_asgi.protocol.jsonrpc import INVALID_REQUEST, MCPError, classify, decode, request_id_of
+from mcp_asgi.transports.broker import InProcessBroker
+from mcp_asgi.transports.conversation import Conversation
+from mcp_asgi.transports.http_common import SSE_HEADERS, SSE_KEEPALIVE, read_body, send_bytes, send_error, sse_event
+from mcp_asgi.transports.sessions import InMemorySessionStore, SessionRecord, SessionStore, new_session_id
+
+if TYPE_CHECKING:
+    from mcp_asgi.server import MCPServer
+
+logger = logging.getLogger("mcp_asgi")
+
+# Clients of this transport that send no protocolVersion are assumed to speak the revision it belongs to.
+SSE_REVISION = "2024-11-05"
+
+
+def _not_allowed(method: str, allowed: str) -> MCPError:
+    return MCPError(INVALID_REQUEST, f"Method {method} not allowed here; use {allowed}", http_status=405)
+
+
+class SSEEndpoint:
+    """The two ASGI endpoints of the legacy transport: `stream` (GET) and `messages` (POST)."""
+
+    def __init__(
+        self,
+        server: MCPServer,
+        *,
+        message_path: str = "/messages/",
+        session_store: SessionStore | None = None,
+        broker: InProcessBroker | None = None,
+        keepalive_interval: float = 15.0,
+        max_body_size: int = 4 * 1024 * 1024,
+    ) -> None:
+        if not message_path.startswith("/"):
+            raise ValueError(f"`message_path` must start with '/', got {message_path!r}")
+        if keepalive_interval <= 0:
+            raise ValueError("`keepalive_interval` must be a positive number of seconds")
+        self.server = server
+        self.message_path = message_path
+        self.sessions: SessionStore = session_store if session_store is not None else InMemorySessionStore()
+        # Carries each POSTed message to the stream of its session.
+        self.broker = broker if broker is not None else InProcessBroker()
+        self.keepalive_interval = keepalive_interval
+        self.max_body_size = max_body_size
+
+    def endpoint_url(self, scope: Scope, session_id: str) -> str:
+        """Where the client POSTs: right under any mount prefix and uvicorn's --root-path."""
+        root = scope.get("root_path", "").rstrip("/")
+        return f"{root}{self.message_path}?session_id={quote(session_id)}"
+
+    # GET: the stream.
+    async def stream(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["method"] != "GET":
+            await send_error(send, _not_allowed(scope["method"], "GET"), headers=[(b"allow", b"GET")])
+            return
+        await self.server.ensure_started(scope)
+        session = SessionRecord(session_id=new_session_id())
+        await self.sessions.create(session)
+        inbox = self.broker.listen(session.session_id)
+        lock = anyio.Lock()
+
+        async def write(message: Any, *, event: str | None = "message") -> None:
+            async with lock:
+                body = SSE_KEEPALIVE if message is None else sse_event(message, event)
+                await send({"type": "http.response.body", "body": body, "more_body": True})
+
+        try:
+            await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
+            await write(self.endpoint_url(scope, session.session_id).encode(), event="endpoint")
+            async with anyio.create_task_group() as group:
+
+                async def watch() -> None:
+                    while (await receive())["type"] != "http.disconnect":
+                        pass
+                    group.cancel_scope.cancel()
+
+                group.start_soon(watch)
+                conversation = Conversation(
+                    self.server,
+                    write,
+                    group,
+                    session=session,
+                    allow_modern=False,
+                    default_version=SSE_REVISION,
+                    on_session_changed=self.sessions.save,
+                    host_app=scope.get("mcp_asgi.host_app"),
+                    request=Request(scope),
+                )
+                while True:
+                    with anyio.move_on_after(self.keepalive_interval):
+                        try:
+                            message = await inbox.receive()
+                        except (anyio.EndOfStream, anyio.ClosedResourceError):
+                            break  # the broker closed the stream: the server is shutting down
+                        await conversation.receive(message)
+                        continue
+                    await write(None)
+                conversation.stop_following()
+                group.cancel_scope.cancel()
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        except OSError:
+            pass
+        finally:
+            self.broker.unlisten(session.session_id, inbox)
+            await self.sessions.delete(session.session_id)
+
+    # POST: one message for a stream.
+    async def messages(self, scope: Scope, receive: Receive, send: Send) -> None:
+        message: Any = None
+        try:
+            if scope["method"] != "POST":
+                raise _not_allowed(scope["method"], "POST")
+            query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+            session_ids = query.get("session_id") or query.get("sessionId")
+            if not session_ids:
+                raise MCPError(
+                    INVALID_REQUEST,
+                    "Bad Request: missing session_id query parameter; POST to the URL of the stream's endpoint event",
+                    http_status=400,
+                )
+            session_id = session_ids[0]
+            if await self.sessions.get(session_id) is None:
+                raise MCPError(
+                    INVALID_REQUEST, "Session not found: its SSE stream closed or never existed", http_status=404
+                )
+            headers = dict(scope["headers"])
+            declared = headers.get(b"content-length")
+            body = await read_body(receive, self.max_body_size, declared.decode() if declared else None)
+            message = decode(body)
+            try:
+                classify(message)
+            except MCPError as error:
+                error.http_status = 400
+                raise
+            if not await self.broker.publish(session_id, message):
+                if self.broker.has_listener(session_id):
+                    raise MCPError(
+                        INVALID_REQUEST, "Too many messages waiting for this session; retry", http_status=503
+                    )
+                raise MCPError(INVALID_REQUEST, "Session not found: its SSE stream closed", http_status=404)
+        except MCPError as error:
+            extra = [(b"allow", b"POST")] if error.http_status == 405 else None
+            await send_error(send, error, request_id_of(message), headers=extra)
+            return
+        except ConnectionAbortedError:
+            return
+        await send_bytes(send, 202, b"Accepted", content_type=(b"content-type", b"text/plain; charset=utf-8"))
+
+
+def build_sse_routes(
+    server: MCPServer,
+    path: str,
+    message_path: str,
+    *,
+    json_response: bool = False,
+    stateless: bool = False,
+    session_store: SessionStore | None = None,
+    keepalive_interval: float = 15.0,
+    max_body_size: int = 4 * 1024 * 1024,
+    guard: HostOriginGuard | None = None,
+) -> tuple[SSEEndpoint, list[BaseRoute]]:
+    """The endpoint and routes `http_app(transport="sse")` serves."""
+    from mcp_asgi.server import EndpointRoute
+
+    if json_response or stateless:
+        raise ValueError("`json_response` and `stateless` apply to Streamable HTTP only, not transport='sse'")
+    if path.rstrip("/") == message_path.rstrip("/"):
+        raise ValueError(f"`path` and `message_path` must differ; both are {path!r}")
+    endpoint = SSEEndpoint(
+        server,
+        message_path=message_path,
+        session_store=session_store,
+        keepalive_interval=keepalive_interval,
+        max_body_size=max_body_size,
+    )
+    stream, messages = endpoint.stream, endpoint.messages
+    if guard is not None:
+        stream, messages = guarded(guard, stream), guarded(guard, messages)
+    routes: list[BaseRoute] = [
+        EndpointRoute(path, stream, name="sse"),
+        EndpointRoute(message_path, messages, name="messages"),
+    ]
+    return endpoint, routes

@@ -1,0 +1,184 @@
+"""The `mcp-asgi` command as a user runs it: real subprocesses, real ports."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+
+import httpx
+import pytest
+from mcp import Client
+
+from tests.conftest import free_port
+from tests.fixtures.procs import CLI_SERVER, ROOT, child_env, http_cli, run_cli
+
+
+def error_line(completed) -> str:
+    """The CLI's error: exactly one line on stderr, and a non-zero exit."""
+    assert completed.returncode != 0, completed.stderr
+    lines = completed.stderr.strip().splitlines()
+    assert len(lines) == 1, completed.stderr
+    assert lines[0].startswith("mcp-asgi: error: ")
+    return lines[0]
+
+
+@pytest.mark.parametrize("transport", ["http", "streamable-http"])
+@pytest.mark.parametrize("mode", ["legacy", "2026-07-28"])
+async def test_run_serves_streamable_http_to_the_official_client(transport, mode):
+    with http_cli(CLI_SERVER, "--transport", transport) as (proc, url):
+        assert f"over Streamable HTTP at {url}/mcp" in proc.stderr
+        async with Client(f"{url}/mcp", mode=mode) as client:
+            tools = {tool.name for tool in (await client.list_tools()).tools}
+            assert {"add", "greet", "argv"} <= tools
+            assert (await client.call_tool("add", {"a": 40, "b": 2})).content[0].text == "42"
+
+
+async def test_arguments_after_double_dash_are_the_servers_argv():
+    with http_cli(CLI_SERVER, "--transport", "http", "--", "--greeting", "salut", "extra") as (_, url):
+        async with Client(f"{url}/mcp", mode="2026-07-28") as client:
+            argv = await client.call_tool("argv", {})
+            assert argv.structured_content == {"result": ["--greeting", "salut", "extra"]}
+            assert (await client.call_tool("greet", {"name": "Zoé"})).content[0].text == "salut, Zoé"
+
+
+async def test_module_spec_custom_path_and_stateless_options():
+    spec = "tests.fixtures.cli_server:mcp"
+    with http_cli(spec, "--transport", "http", "--path", "/api", "--stateless", "--json-response") as (_, url):
+        async with Client(f"{url}/api", mode="legacy") as client:
+            assert (await client.call_tool("add", {"a": 1, "b": 1})).content[0].text == "2"
+
+
+@pytest.mark.parametrize(
+    ("source", "spec_suffix"),
+    [
+        ("server = MCPServer('Named server')", ""),
+        ("def app():\n    return MCPServer('From factory')", ""),
+        ("custom = MCPServer('Custom')", ":custom"),
+        ("mcp = MCPServer('From app').http_app()", ""),
+    ],
+)
+def test_finds_the_server_object(tmp_path, source, spec_suffix):
+    path = tmp_path / "server_file.py"
+    path.write_text(f"from mcp_asgi import MCPServer\n{source}\n")
+    port = free_port()
+    # The port is taken so the command stops right after loading the server, with a known error.
+    with socket.socket() as blocker:
+        blocker.bind(("127.0.0.1", port))
+        blocker.listen()
+        completed = run_cli("run", f"{path}{spec_suffix}", "--transport", "http", "--port", str(port))
+    line = error_line(completed)
+    assert f"port {port} on 127.0.0.1 is already in use" in line and "--port" in line
+
+
+def test_file_not_found():
+    line = error_line(run_cli("run", "no/such/server.py"))
+    assert "no/such/server.py: not found" in line and "path" in line
+
+
+def test_import_error_names_the_exception_and_debug_shows_the_traceback(tmp_path):
+    path = tmp_path / "broken.py"
+    path.write_text("import not_a_real_module_xyz\n")
+    line = error_line(run_cli("run", str(path)))
+    assert "importing" in line and "ModuleNotFoundError" in line and "not_a_real_module_xyz" in line
+    assert "--log-level debug" in line
+
+    debug = run_cli("run", str(path), "--log-level", "debug")
+    assert debug.returncode != 0
+    assert "Traceback (most recent call last)" in debug.stderr and 'broken.py", line 1' in debug.stderr
+
+
+def test_no_server_object(tmp_path):
+    path = tmp_path / "empty.py"
+    path.write_text("x = 1\n")
+    line = error_line(run_cli("run", str(path)))
+    assert "no server object found" in line and "mcp = MCPServer(" in line
+
+
+def test_object_of_the_wrong_type(tmp_path):
+    path = tmp_path / "wrong.py"
+    path.write_text("app = {'not': 'a server'}\ndef server(config):\n    return None\n")
+    line = error_line(run_cli("run", str(path)))
+    assert "app is a dict" in line and "server is a function that needs arguments" in line
+    assert "not an MCPServer" in line
+    missing = error_line(run_cli("run", f"{path}:nothing"))
+    assert "no object named 'nothing'" in missing
+
+
+def test_unknown_module():
+    line = error_line(run_cli("run", "no_such_pkg_xyz.server:mcp"))
+    assert "no module named 'no_such_pkg_xyz.server'" in line
+
+
+def test_port_in_use():
+    with socket.socket() as blocker:
+        blocker.bind(("127.0.0.1", 0))
+        blocker.listen()
+        port = blocker.getsockname()[1]
+        line = error_line(run_cli("run", CLI_SERVER, "--transport", "sse", "--port", str(port)))
+    assert f"port {port} on 127.0.0.1 is already in use" in line
+
+
+def test_http_only_options_are_refused_for_stdio():
+    line = error_line(run_cli("run", CLI_SERVER, "--stateless"))
+    assert "--stateless" in line and "--transport http" in line
+
+
+def test_version():
+    completed = run_cli("version")
+    assert completed.returncode == 0
+    assert completed.stdout.startswith("mcp-asgi 0.1.0") and "2026-07-28" in completed.stdout
+
+
+def test_dev_without_npx_says_how_to_get_it(tmp_path):
+    # An empty PATH: the child runs through sys.executable, but finds no npx.
+    completed = run_cli("dev", CLI_SERVER, env=child_env(PATH=str(tmp_path)))
+    line = error_line(completed)
+    assert "npx not found" in line and "Node.js" in line
+
+
+def test_main_block_of_the_file_does_not_run():
+    # cli_server.py raises SystemExit in its `__main__` block; the CLI imports it under another name.
+    completed = run_cli("run", CLI_SERVER, "--log-level", "debug")
+    assert completed.returncode == 0, completed.stderr
+    assert "__main__ block ran" not in completed.stderr
+
+
+def test_sigterm_with_an_open_legacy_sse_stream_exits_promptly():
+    with http_cli(CLI_SERVER, "--transport", "sse") as (proc, url):
+        with httpx.stream("GET", f"{url}/sse", timeout=10) as response:
+            assert response.status_code == 200
+            lines = response.iter_lines()  # kept referenced: a dropped iterator closes the stream
+            assert next(lines) == "event: endpoint"
+            assert next(lines).startswith("data: /messages/?session_id=")
+            # Well under uvicorn's graceful-shutdown cut-off: the stream was ended, not timed out.
+            assert proc.terminate_and_time() < 2
+            assert list(lines) in ([], [""])  # the server ended the stream
+        assert proc.popen.returncode == 0
+
+
+def test_sigterm_with_an_open_streamable_http_get_stream_exits_promptly():
+    with http_cli(CLI_SERVER, "--transport", "http") as (proc, url):
+        headers = {"accept": "application/json, text/event-stream", "content-type": "application/json"}
+        init = {
+            "jsonrpc": "2.0",
+            "id": 1,
+            "method": "initialize",
+            "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t"}},
+        }
+        session = httpx.post(f"{url}/mcp", json=init, headers=headers).headers["mcp-session-id"]
+        stream_headers = {"accept": "text/event-stream", "mcp-session-id": session}
+        with httpx.stream("GET", f"{url}/mcp", headers=stream_headers, timeout=10) as response:
+            assert response.status_code == 200
+            lines = response.iter_lines()
+            assert next(lines) == ": stream open"
+            assert proc.terminate_and_time() < 2
+            assert list(lines) in ([], [""])  # the server ended the stream
+        assert proc.popen.returncode == 0
+
+
+def test_python_dash_m_and_console_script_agree():
+    script = ROOT / ".venv" / "bin" / "mcp-asgi"
+    if not script.exists():
+        pytest.skip("console script not installed")
+    completed = subprocess.run([str(script), "version"], capture_output=True, text=True, timeout=30)
+    assert completed.stdout == run_cli("version").stdout
