@@ -278,14 +278,17 @@ class ProtocolCore:
         return result
 
     # Tools.
-    async def _tools_list(self, call: Call) -> dict[str, Any]:
-        structured = call.revision.structured_output
-        tools = [t.definition if structured else t.legacy_definition for t in self.server._tools.values()]
-        page, next_cursor = _page(tools, call.params.get("cursor"), self.server.page_size)
-        result: dict[str, Any] = {"tools": page}
+    def _list(self, call: Call, key: str, items: list[dict[str, Any]]) -> dict[str, Any]:
+        page, next_cursor = _page(items, call.params.get("cursor"), self.server.page_size)
+        result: dict[str, Any] = {key: page}
         if next_cursor:
             result["nextCursor"] = next_cursor
         return result
+
+    async def _tools_list(self, call: Call) -> dict[str, Any]:
+        structured = call.revision.structured_output
+        tools = [t.definition if structured else t.legacy_definition for t in self.server._tools.values()]
+        return self._list(call, "tools", tools)
 
     async def _tools_call(self, call: Call) -> dict[str, Any]:
         name = _require_str(call.params, "name", "tools/call")
@@ -297,20 +300,10 @@ class ProtocolCore:
 
     # Resources.
     async def _resources_list(self, call: Call) -> dict[str, Any]:
-        items = [r.definition for r in self.server._resources.values()]
-        page, next_cursor = _page(items, call.params.get("cursor"), self.server.page_size)
-        result: dict[str, Any] = {"resources": page}
-        if next_cursor:
-            result["nextCursor"] = next_cursor
-        return result
+        return self._list(call, "resources", [r.definition for r in self.server._resources.values()])
 
     async def _templates_list(self, call: Call) -> dict[str, Any]:
-        items = [t.definition for t in self.server._templates.values()]
-        page, next_cursor = _page(items, call.params.get("cursor"), self.server.page_size)
-        result: dict[str, Any] = {"resourceTemplates": page}
-        if next_cursor:
-            result["nextCursor"] = next_cursor
-        return result
+        return self._list(call, "resourceTemplates", [t.definition for t in self.server._templates.values()])
 
     async def read_resource(self, uri: str, call: Call) -> list[dict[str, Any]]:
         resource = self.server._resources.get(uri)
@@ -393,12 +386,7 @@ class ProtocolCore:
 
     # Prompts.
     async def _prompts_list(self, call: Call) -> dict[str, Any]:
-        items = [p.definition for p in self.server._prompts.values()]
-        page, next_cursor = _page(items, call.params.get("cursor"), self.server.page_size)
-        result: dict[str, Any] = {"prompts": page}
-        if next_cursor:
-            result["nextCursor"] = next_cursor
-        return result
+        return self._list(call, "prompts", [p.definition for p in self.server._prompts.values()])
 
     async def _prompts_get(self, call: Call) -> dict[str, Any]:
         name = _require_str(call.params, "name", "prompts/get")

@@ -7,7 +7,7 @@ shaped, which headers are required) is read from the `Revision` records here.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from mcp_asgi.protocol.jsonrpc import INVALID_PARAMS, RESOURCE_NOT_FOUND
 
@@ -40,25 +40,31 @@ NAMED_METHODS = {"tools/call": "name", "prompts/get": "name", "resources/read": 
 @dataclass(frozen=True)
 class Revision:
     version: str
-    # Modern revisions carry version and capabilities in every request's `_meta`;
-    # legacy ones negotiate them once with `initialize` and keep a session.
+    # Modern revisions carry version and capabilities in every request's `_meta` (and, on
+    # Streamable HTTP, mirror them in headers); legacy ones negotiate once and keep a session.
     stateless: bool
     methods: frozenset[str]
     # Results carry `resultType` and the cacheable ones `ttlMs`/`cacheScope`.
     result_type: bool
-    # Tool results may carry `structuredContent`, tools an `outputSchema`.
+    # What 2025-06-18 added: tools' `outputSchema` and `structuredContent`, titles, icons.
     structured_output: bool
-    # Titles, icons, resource links and elicitation appeared with 2025-06-18.
-    titles: bool
     resource_not_found_code: int
-    # Streamable HTTP: `Mcp-Method` / `Mcp-Name` headers must mirror the body.
-    method_headers: bool
-    # Streamable HTTP: SSE streams open with a priming event id (2025-11-25 polling).
+    # Streamable HTTP: SSE streams open with a priming event id and are resumable (2025-11-25).
     sse_event_ids: bool
 
     def allows(self, method: str) -> bool:
         return method in self.methods
 
+
+_LEGACY = Revision(
+    version="2024-11-05",  # spoken by clients of the legacy HTTP+SSE transport
+    stateless=False,
+    methods=_COMMON | _LEGACY_ONLY,
+    result_type=False,
+    structured_output=False,
+    resource_not_found_code=RESOURCE_NOT_FOUND,
+    sse_event_ids=False,
+)
 
 REVISIONS: dict[str, Revision] = {
     MODERN: Revision(
@@ -67,56 +73,13 @@ REVISIONS: dict[str, Revision] = {
         methods=_COMMON | _MODERN_ONLY,
         result_type=True,
         structured_output=True,
-        titles=True,
         resource_not_found_code=INVALID_PARAMS,
-        method_headers=True,
         sse_event_ids=False,
     ),
-    "2025-11-25": Revision(
-        version="2025-11-25",
-        stateless=False,
-        methods=_COMMON | _LEGACY_ONLY,
-        result_type=False,
-        structured_output=True,
-        titles=True,
-        resource_not_found_code=RESOURCE_NOT_FOUND,
-        method_headers=False,
-        sse_event_ids=True,
-    ),
-    "2025-06-18": Revision(
-        version="2025-06-18",
-        stateless=False,
-        methods=_COMMON | _LEGACY_ONLY,
-        result_type=False,
-        structured_output=True,
-        titles=True,
-        resource_not_found_code=RESOURCE_NOT_FOUND,
-        method_headers=False,
-        sse_event_ids=False,
-    ),
-    "2025-03-26": Revision(
-        version="2025-03-26",
-        stateless=False,
-        methods=_COMMON | _LEGACY_ONLY,
-        result_type=False,
-        structured_output=False,
-        titles=False,
-        resource_not_found_code=RESOURCE_NOT_FOUND,
-        method_headers=False,
-        sse_event_ids=False,
-    ),
-    # The 2024-11-05 revision, spoken by clients of the legacy HTTP+SSE transport.
-    "2024-11-05": Revision(
-        version="2024-11-05",
-        stateless=False,
-        methods=_COMMON | _LEGACY_ONLY,
-        result_type=False,
-        structured_output=False,
-        titles=False,
-        resource_not_found_code=RESOURCE_NOT_FOUND,
-        method_headers=False,
-        sse_event_ids=False,
-    ),
+    "2025-11-25": replace(_LEGACY, version="2025-11-25", structured_output=True, sse_event_ids=True),
+    "2025-06-18": replace(_LEGACY, version="2025-06-18", structured_output=True),
+    "2025-03-26": replace(_LEGACY, version="2025-03-26"),
+    "2024-11-05": _LEGACY,
 }
 
 SUPPORTED_VERSIONS: tuple[str, ...] = tuple(REVISIONS)
