@@ -9,8 +9,6 @@ one `write` callable, which the transport serializes.
 
 from __future__ import annotations
 
-import asyncio
-import itertools
 import logging
 from collections.abc import Awaitable, Callable
 from functools import partial
@@ -32,8 +30,8 @@ from mcp_asgi.protocol.jsonrpc import (
     request_id_of,
     result_response,
 )
-from mcp_asgi.protocol.jsonrpc import request as jsonrpc_request
 from mcp_asgi.protocol.notifications import session_change
+from mcp_asgi.protocol.pending import PendingRequests
 from mcp_asgi.protocol.versions import LATEST_LEGACY, REVISIONS, Revision, negotiate
 from mcp_asgi.transports.sessions import SessionRecord
 
@@ -83,9 +81,7 @@ class Conversation:
         self.request = request
         self._in_flight: dict[RequestId, anyio.CancelScope] = {}
         # Requests this server sent the client (2025 sessions), awaiting its answers.
-        self._awaiting: dict[RequestId, asyncio.Future[Any]] = {}
-        self._next_request_id = itertools.count(1)
-        self.client_request_timeout = 300.0
+        self.pending = PendingRequests()
         self._stop_changes: Callable[[], None] | None = None
 
     @property
@@ -100,7 +96,7 @@ class Conversation:
             await self.write(error_response(request_id_of(message), error))
             return
         if kind == RESPONSE:
-            self._deliver_answer(message)
+            self.pending.answer(None, message)
             return
         params = message.get("params") or {}
         if kind == NOTIFICATION:
@@ -228,26 +224,7 @@ class Conversation:
 
     async def _request_client(self, method: str, params: dict[str, Any]) -> Any:
         """Send a request to the client over the channel and await its answer (2025 sessions)."""
-        request_id = f"mcp-asgi-{next(self._next_request_id)}"
-        answer: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._awaiting[request_id] = answer
-        try:
-            await self.write(jsonrpc_request(request_id, method, params))
-            with anyio.fail_after(self.client_request_timeout):
-                return await answer
-        finally:
-            self._awaiting.pop(request_id, None)
-
-    def _deliver_answer(self, message: dict[str, Any]) -> None:
-        waiting = self._awaiting.get(message.get("id"))  # type: ignore[arg-type]
-        if waiting is None or waiting.done():
-            return
-        error = message.get("error")
-        if isinstance(error, dict):
-            code = error.get("code", INVALID_REQUEST)
-            waiting.set_exception(MCPError(code, str(error.get("message", "client error")), error.get("data")))
-        else:
-            waiting.set_result(message.get("result"))
+        return await self.pending.ask(None, method, params, self.write)
 
     def _follow_changes(self, session: SessionRecord) -> None:
         """After `initialize`: send this session's list changes and subscribed updates down the channel."""

@@ -1,0 +1,52 @@
+"""Requests this server sent a client, waiting for the client's answer (2025 sessions)."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import anyio
+
+from mcp_asgi.protocol.jsonrpc import INVALID_REQUEST, MCPError, RequestId, request
+
+
+class PendingRequests:
+    """Sends server-to-client requests and matches the answers that come back, by id.
+
+    In-process: an answer must reach the worker that asked (a shared broker can replace this
+    when sessions span workers).
+    """
+
+    def __init__(self, *, timeout: float = 300.0) -> None:
+        self.timeout = timeout
+        self._waiting: dict[tuple[Any, RequestId], asyncio.Future[Any]] = {}
+        self._ids = itertools.count(1)
+
+    async def ask(
+        self, channel: Any, method: str, params: dict[str, Any], send: Callable[[dict[str, Any]], Awaitable[None]]
+    ) -> Any:
+        """Send `method` with `send` and await the result the client returns on `channel`."""
+        request_id = f"mcp-asgi-{next(self._ids)}"
+        answer: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._waiting[(channel, request_id)] = answer
+        try:
+            await send(request(request_id, method, params))
+            with anyio.fail_after(self.timeout):
+                return await answer
+        finally:
+            self._waiting.pop((channel, request_id), None)
+
+    def answer(self, channel: Any, message: dict[str, Any]) -> bool:
+        """Deliver a client's response; False if nothing was waiting for it."""
+        waiting = self._waiting.get((channel, message.get("id")))  # type: ignore[arg-type]
+        if waiting is None or waiting.done():
+            return False
+        error = message.get("error")
+        if isinstance(error, dict):
+            code = error.get("code", INVALID_REQUEST)
+            waiting.set_exception(MCPError(code, str(error.get("message", "client error")), error.get("data")))
+        else:
+            waiting.set_result(message.get("result"))
+        return True
