@@ -36,6 +36,8 @@ APP_OPTIONS = frozenset(
         "keepalive_interval",
         "max_body_size",
         "debug",
+        "allowed_hosts",
+        "allowed_origins",
     }
 )
 # Streams still open this long after shutdown began are cut (uvicorn waits forever by default).
