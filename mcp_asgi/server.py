@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any, TypeVar
 
@@ -19,12 +20,14 @@ from mcp_asgi.components.signature import FunctionArguments, caller_namespace
 from mcp_asgi.components.tools import Tool
 from mcp_asgi.context import Context
 from mcp_asgi.protocol.dispatch import ProtocolCore
+from mcp_asgi.protocol.jsonrpc import INTERNAL_ERROR, MCPError
 from mcp_asgi.protocol.mrtr import RequestStateCodec
 from mcp_asgi.protocol.notifications import ChangeHub
 from mcp_asgi.transports.sessions import SessionStore
 from mcp_asgi.transports.streamable_http import StreamableHTTPEndpoint
 
 F = TypeVar("F", bound=Callable[..., Any])
+logger = logging.getLogger("mcp_asgi")
 
 try:
     from starlette._utils import get_route_path
@@ -340,9 +343,16 @@ class MCPServer:
         return self._lifespan.state
 
     async def ensure_started(self, scope: Scope) -> None:
-        """Start the server's lifespan on first use when no host ran it (it logs how to wire it)."""
+        """Start the server's lifespan on first use when no host ran it (it logs how to wire it).
+
+        A lifespan that fails to start is a 503 with a JSON-RPC error, never a bare 500.
+        """
         if self._user_lifespan is not None and not self._lifespan.running:
-            await self._lifespan.ensure_started(scope.get("mcp_asgi.host_app"))
+            try:
+                await self._lifespan.ensure_started(scope.get("mcp_asgi.host_app"))
+            except Exception as exc:
+                logger.exception("The lifespan of %r failed to start", self)
+                raise MCPError(INTERNAL_ERROR, f"The MCP server failed to start: {exc}", http_status=503) from None
 
     # Serving.
     def http_app(

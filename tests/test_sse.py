@@ -166,3 +166,22 @@ async def test_wrong_methods_are_405(base):
 def test_sse_app_rejects_streamable_http_options():
     with pytest.raises(ValueError, match="Streamable HTTP only"):
         build_server().http_app(transport="sse", stateless=True)
+
+
+def test_a_lifespan_that_fails_to_start_answers_503_on_the_sse_stream():
+    from contextlib import asynccontextmanager
+
+    import httpx as sync_httpx
+
+    from mcp_asgi import MCPServer
+    from tests.conftest import serve
+
+    @asynccontextmanager
+    async def broken(server):
+        raise RuntimeError("cache is down")
+        yield  # pragma: no cover
+
+    with serve(MCPServer("fragile", lifespan=broken).http_app(transport="sse"), lifespan="off") as base:
+        response = sync_httpx.get(f"{base}/sse")
+    assert response.status_code == 503
+    assert "cache is down" in response.json()["error"]["message"]

@@ -73,7 +73,11 @@ class SSEEndpoint:
         if scope["method"] != "GET":
             await send_error(send, _not_allowed(scope["method"], "GET"), headers=[(b"allow", b"GET")])
             return
-        await self.server.ensure_started(scope)
+        try:
+            await self.server.ensure_started(scope)
+        except MCPError as error:
+            await send_error(send, error)
+            return
         session = SessionRecord(session_id=new_session_id())
         await self.sessions.create(session)
         inbox = self.broker.listen(session.session_id)
