@@ -9,17 +9,20 @@ from mcp_asgi.protocol.jsonrpc import MCPError
 from mcp_asgi.protocol.mrtr import Elicit, ElicitationResult, ListRoots, Sample, SamplingResult
 from mcp_asgi.protocol.param_headers import Header
 from mcp_asgi.server import FastMCP, MCPServer
+from mcp_asgi.transports.events import EventStore, InMemoryEventStore
 from mcp_asgi.transports.sessions import InMemorySessionStore, SessionRecord, SessionStore
 
 __all__ = [
     "Audio",
     "Context",
     "Elicit",
+    "EventStore",
     "ElicitationResult",
     "FastMCP",
     "File",
     "Header",
     "Image",
+    "InMemoryEventStore",
     "InMemorySessionStore",
     "ListRoots",
     "MCPError",

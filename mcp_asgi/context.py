@@ -121,6 +121,17 @@ class Context:
     async def error(self, message: Any, *, logger_name: str | None = None) -> None:
         await self.log("error", message, logger_name=logger_name)
 
+    async def close_sse_stream(self) -> None:
+        """Close this call's HTTP response now and keep running; the client resumes for the rest.
+
+        On 2025-11-25 sessions the reply becomes an SSE stream (if it is not yet) whose
+        priming event tells the client to reconnect after the `retry` interval with
+        `GET` + `Last-Event-ID`; later messages and the result wait for it there. On
+        other revisions, and for JSON-only endpoints, this does nothing.
+        """
+        if self._call.close_stream is not None:
+            await self._call.close_stream()
+
     async def read_resource(self, uri: str) -> list[dict[str, Any]]:
         """Read one of this server's resources; returns its contents blocks."""
         return await self._server._core.read_resource(uri, self._call)

@@ -38,6 +38,8 @@ APP_OPTIONS = frozenset(
         "debug",
         "allowed_hosts",
         "allowed_origins",
+        "event_store",
+        "sse_retry_interval",
     }
 )
 # Streams still open this long after shutdown began are cut (uvicorn waits forever by default).

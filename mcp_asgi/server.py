@@ -23,6 +23,7 @@ from mcp_asgi.protocol.dispatch import ProtocolCore
 from mcp_asgi.protocol.jsonrpc import INTERNAL_ERROR, MCPError
 from mcp_asgi.protocol.mrtr import RequestStateCodec
 from mcp_asgi.protocol.notifications import ChangeHub
+from mcp_asgi.transports.events import EventStore
 from mcp_asgi.transports.sessions import SessionStore
 from mcp_asgi.transports.streamable_http import StreamableHTTPEndpoint
 
@@ -370,6 +371,8 @@ class MCPServer:
         message_path: str = "/messages/",
         allowed_hosts: Sequence[str] | None = None,
         allowed_origins: Sequence[str] | None = None,
+        event_store: EventStore | None = None,
+        sse_retry_interval: float = 1.0,
     ) -> MCPApp:
         """A Starlette app serving this server; mount it anywhere or run it with uvicorn.
 
@@ -409,6 +412,8 @@ class MCPServer:
                 keepalive_interval=keepalive_interval,
                 max_body_size=max_body_size,
                 guard=guard,
+                event_store=event_store,
+                sse_retry_interval=sse_retry_interval,
             )
             routes = [EndpointRoute(path, endpoint, name="mcp")]
         routes = [*routes, *self._custom_routes]

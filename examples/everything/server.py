@@ -212,7 +212,9 @@ async def test_elicitation_sep1330_enums(ctx: Context) -> str:
 
 @mcp.tool
 async def test_reconnection(ctx: Context) -> str:
-    """Takes a moment, to exercise stream reconnection."""
+    """Closes its own stream mid-call (2025-11-25 SSE polling); the client resumes for the result."""
+    await asyncio.sleep(0.05)
+    await ctx.close_sse_stream()
     await asyncio.sleep(0.1)
     return "Reconnection test completed"
 

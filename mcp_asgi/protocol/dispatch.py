@@ -78,6 +78,8 @@ class Call:
     session_changed: bool = False
     # 2025 sessions: send a request to the client and await its answer (None where impossible).
     request_client: Callable[[str, dict[str, Any]], Awaitable[Any]] | None = None
+    # 2025-11-25 SSE polling: end the HTTP response now, the call's later messages await a resume.
+    close_stream: Callable[[], Awaitable[None]] | None = None
     # 2026-07-28 MRTR: answers the client supplied (inputResponses + requestState), and those used so far.
     inputs: dict[str, Any] = field(default_factory=dict)
     consumed: dict[str, Any] = field(default_factory=dict)

@@ -4,13 +4,13 @@ A request carrying modern `_meta` (2026-07-28) is served statelessly; an
 `initialize` starts a 2025 session whose id later requests must carry. Each
 reply is JSON unless something is sent before the result (progress, logs), in
 which case the reply turns into an SSE stream at that moment: plain calls pay
-for no stream, and no task group is needed to answer them.
+for no stream, and no task group is needed to answer them. On 2025-11-25
+sessions that stream is resumable with `Last-Event-ID` (see `events.py`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -23,7 +23,6 @@ from mcp_asgi.asgi.security import HostOriginGuard
 from mcp_asgi.protocol.dispatch import Call, read_modern_meta, unsupported_version
 from mcp_asgi.protocol.jsonrpc import (
     HEADER_MISMATCH,
-    INTERNAL_ERROR,
     INVALID_REQUEST,
     NOTIFICATION,
     REQUEST,
@@ -36,11 +35,12 @@ from mcp_asgi.protocol.jsonrpc import (
     request_id_of,
     result_response,
 )
-from mcp_asgi.protocol.jsonrpc import request as jsonrpc_request
 from mcp_asgi.protocol.notifications import session_change
 from mcp_asgi.protocol.param_headers import validate_param_headers
+from mcp_asgi.protocol.pending import PendingRequests
 from mcp_asgi.protocol.versions import LEGACY_VERSIONS, MODERN_VERSIONS, NAMED_METHODS, REVISIONS, SUPPORTED_VERSIONS
 from mcp_asgi.transports.broker import InProcessBroker
+from mcp_asgi.transports.events import EventStore, InMemoryEventStore, ResumableReply, resume_stream
 from mcp_asgi.transports.http_common import (
     SSE_HEADERS,
     SSE_KEEPALIVE,
@@ -131,7 +131,11 @@ class StreamableHTTPEndpoint:
         max_body_size: int = 4 * 1024 * 1024,
         client_request_timeout: float = 300.0,
         guard: HostOriginGuard | None = None,
+        event_store: EventStore | None = None,
+        sse_retry_interval: float = 1.0,
     ) -> None:
+        if sse_retry_interval < 0:
+            raise ValueError(f"`sse_retry_interval` must be >= 0 seconds; got {sse_retry_interval!r}")
         self.server = server
         self.guard = guard
         self.json_response = json_response
@@ -143,29 +147,30 @@ class StreamableHTTPEndpoint:
         # In-flight legacy requests by (session, request id), for notifications/cancelled.
         self._in_flight: dict[tuple[str, Any], anyio.CancelScope] = {}
         # Server-to-client requests awaiting the client's answer, by (session, request id).
-        self._awaiting: dict[tuple[str | None, Any], asyncio.Future[Any]] = {}
-        self._next_request_id = itertools.count(1)
-        self.client_request_timeout = client_request_timeout
+        self.pending = PendingRequests(timeout=client_request_timeout)
+        # 2025-11-25 sessions: SSE replies are resumable from here, and clients reconnect after this long.
+        self.events: EventStore = event_store if event_store is not None else InMemoryEventStore()
+        self.sse_retry_ms = round(sse_retry_interval * 1000)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        refused = self.guard.check(scope, header_map(scope)) if self.guard is not None else None
+        headers = header_map(scope)
+        refused = self.guard.check(scope, headers) if self.guard is not None else None
         if refused is not None:
             await send_error(send, refused)
             return
         method = scope["method"]
         if method == "POST":
-            await self._post(scope, receive, send)
+            await self._post(scope, receive, send, headers)
         elif method == "GET":
-            await self._get(scope, receive, send)
+            await self._get(scope, receive, send, headers)
         elif method == "DELETE":
-            await self._delete(scope, send)
+            await self._delete(send, headers)
         else:
             error = MCPError(INVALID_REQUEST, f"Method {method} not allowed on the MCP endpoint", http_status=405)
             await send_error(send, error, headers=[(b"allow", b"GET, POST, DELETE")])
 
     # POST: every JSON-RPC message.
-    async def _post(self, scope: Scope, receive: Receive, send: Send) -> None:
-        headers = header_map(scope)
+    async def _post(self, scope: Scope, receive: Receive, send: Send, headers: dict[str, str]) -> None:
         message: Any = None
         try:
             if not is_json_content_type(headers.get("content-type")):
@@ -184,7 +189,7 @@ class StreamableHTTPEndpoint:
             body = await read_body(receive, self.max_body_size, headers.get("content-length"))
             message = decode(body)
             kind = classify(message)
-            await self._ensure_started(scope)
+            await self.server.ensure_started(scope)
             header_version = headers.get(VERSION_HEADER)
             if header_version is not None and header_version not in SUPPORTED_VERSIONS:
                 raise unsupported_version(header_version)
@@ -205,13 +210,6 @@ class StreamableHTTPEndpoint:
             await send_error(send, error, request_id_of(message))
         except ConnectionAbortedError:
             return
-
-    async def _ensure_started(self, scope: Scope) -> None:
-        try:
-            await self.server.ensure_started(scope)
-        except Exception as exc:
-            logger.exception("The server's lifespan failed to start")
-            raise MCPError(INTERNAL_ERROR, f"The MCP server failed to start: {exc}", http_status=503) from None
 
     async def _modern(
         self,
@@ -284,7 +282,7 @@ class StreamableHTTPEndpoint:
         else:
             await self._run(call, reply)
 
-    async def _run(self, call: Call, reply: _Reply) -> None:
+    async def _run(self, call: Call, reply: _Reply | ResumableReply) -> None:
         try:
             result = await self.server._core.handle(call)
         except MCPError as error:
@@ -355,7 +353,7 @@ class StreamableHTTPEndpoint:
             await send_bytes(send, 202, b"", session_headers)
             return
         if kind == RESPONSE:
-            self._deliver_answer(session, message)
+            self.pending.answer(session.session_id if session is not None else None, message)
             await send_bytes(send, 202, b"", session_headers)
             return
         meta = params.get("_meta")
@@ -372,7 +370,14 @@ class StreamableHTTPEndpoint:
             client_info=session.client_info if session else None,
             log_level=session.log_level if session else None,
         )
-        reply = _Reply(send, session_headers, allow_sse=not self.json_response)
+        reply: _Reply | ResumableReply
+        if session is not None and revision.sse_event_ids:
+            reply = ResumableReply(
+                send, session_headers, not self.json_response, self.events, session.session_id, self.sse_retry_ms
+            )
+            call.close_stream = reply.close
+        else:
+            reply = _Reply(send, session_headers, allow_sse=not self.json_response)
         call.send = reply.early
 
         async def request_client(method: str, params: dict[str, Any]) -> Any:
@@ -395,42 +400,22 @@ class StreamableHTTPEndpoint:
             await self.sessions.save(session)
 
     async def _request_client(
-        self, session: SessionRecord | None, reply: _Reply, method: str, params: dict[str, Any]
+        self, session: SessionRecord | None, reply: _Reply | ResumableReply, method: str, params: dict[str, Any]
     ) -> Any:
         """Send a request to the client on the call's stream (or the GET stream) and await its answer."""
-        request_id = f"mcp-asgi-{next(self._next_request_id)}"
         session_id = session.session_id if session is not None else None
-        answer: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._awaiting[(session_id, request_id)] = answer
-        try:
-            message = jsonrpc_request(request_id, method, params)
-            if not await reply.early(message) and (
-                session_id is None or not await self.broker.publish(session_id, message)
-            ):
+
+        async def deliver(message: dict[str, Any]) -> None:
+            if await reply.early(message):
+                return
+            if session_id is None or not await self.broker.publish(session_id, message):
                 raise MCPError(
                     INVALID_REQUEST,
                     f"Cannot send {method} to the client: this reply is JSON (json_response=True) "
                     "and the session has no open GET stream",
                 )
-            with anyio.fail_after(self.client_request_timeout):
-                return await answer
-        finally:
-            self._awaiting.pop((session_id, request_id), None)
 
-    def _deliver_answer(self, session: SessionRecord | None, message: dict[str, Any]) -> None:
-        session_id = session.session_id if session is not None else None
-        waiting = self._awaiting.get((session_id, message.get("id")))
-        if waiting is None or waiting.done():
-            return
-        error = message.get("error")
-        if isinstance(error, dict):
-            waiting.set_exception(
-                MCPError(
-                    error.get("code", INVALID_REQUEST), str(error.get("message", "client error")), error.get("data")
-                )
-            )
-        else:
-            waiting.set_result(message.get("result"))
+        return await self.pending.ask(session_id, method, params, deliver)
 
     async def _initialize(
         self, scope: Scope, receive: Receive, send: Send, message: dict[str, Any], params: dict[str, Any]
@@ -463,8 +448,7 @@ class StreamableHTTPEndpoint:
                 scope.cancel()
 
     # GET: the session's stream of server-initiated messages (2025 revisions only).
-    async def _get(self, scope: Scope, receive: Receive, send: Send) -> None:
-        headers = header_map(scope)
+    async def _get(self, scope: Scope, receive: Receive, send: Send, headers: dict[str, str]) -> None:
         try:
             if self.stateless or headers.get(VERSION_HEADER) in MODERN_VERSIONS:
                 raise MCPError(INVALID_REQUEST, "Method Not Allowed: this endpoint has no GET stream", http_status=405)
@@ -478,6 +462,29 @@ class StreamableHTTPEndpoint:
             record = await self.sessions.get(session_id)
             if record is None:
                 raise MCPError(INVALID_REQUEST, "Session not found: it ended or never existed", http_status=404)
+            last_event_id = headers.get("last-event-id")
+            revision = REVISIONS.get(record.protocol_version or "")
+            if last_event_id is not None and revision is not None and revision.sse_event_ids:
+                # A resumption, not the session's standalone stream: no broker, no 409.
+                if await resume_stream(
+                    self.events,
+                    session_id,
+                    last_event_id,
+                    receive,
+                    send,
+                    keepalive_interval=self.keepalive_interval,
+                    retry_ms=self.sse_retry_ms,
+                ):
+                    return
+                # Not 404: with a session id that tells the client its session is gone (it must start
+                # a new one), yet only this stream is. Nor the standalone stream in its place, which
+                # would never carry the response the client waits for. The event id is what is bad.
+                raise MCPError(
+                    INVALID_REQUEST,
+                    "Bad Request: Last-Event-ID names no stream this session can resume "
+                    "(unknown, or its events expired)",
+                    http_status=400,
+                )
             try:
                 stream = self.broker.listen(session_id)
             except LookupError:
@@ -536,8 +543,7 @@ class StreamableHTTPEndpoint:
             self.broker.unlisten(session_id, stream)
 
     # DELETE: the client ends its session.
-    async def _delete(self, scope: Scope, send: Send) -> None:
-        headers = header_map(scope)
+    async def _delete(self, send: Send, headers: dict[str, str]) -> None:
         try:
             if self.stateless or headers.get(VERSION_HEADER) in MODERN_VERSIONS:
                 raise MCPError(INVALID_REQUEST, "Method Not Allowed: this endpoint has no sessions", http_status=405)
@@ -551,4 +557,5 @@ class StreamableHTTPEndpoint:
             await send_error(send, error, headers=extra)
             return
         self.broker.close(session_id)
+        await self.events.forget_session(session_id)
         await send_bytes(send, 200, b"")

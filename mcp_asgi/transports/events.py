@@ -1,0 +1,366 @@
+"""Resumable SSE replies of 2025-11-25 sessions: event ids, the event store, and resumption.
+
+When a reply on a 2025-11-25 session turns into an SSE stream, it opens with a
+priming event (an id, an empty `data:` and a `retry:`), every later event carries
+an id `<stream id>:<seq>`, and every event is recorded in an `EventStore`. A client
+that lost the connection, or whose connection the server closed on purpose
+(`Context.close_sse_stream`, "polling"), sends `GET` with `Last-Event-ID` and gets
+the rest of that stream, live until its response. Plain JSON replies never touch
+any of this.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple, Protocol
+
+import anyio
+from starlette.types import Receive, Send
+
+from mcp_asgi.protocol.jsonrpc import encode
+from mcp_asgi.transports.http_common import SSE_HEADERS, SSE_KEEPALIVE, send_bytes, sse_event
+
+
+class StoredEvent(NamedTuple):
+    event_id: str
+    # None for the priming event, which carries no message.
+    message: dict[str, Any] | None
+
+
+class Replay(NamedTuple):
+    events: list[StoredEvent]
+    # The stream's last event (normally the response) is among `events` or before them.
+    ended: bool
+
+
+class EventStore(Protocol):
+    """Where the events of resumable streams live. A shared store lets any worker resume a stream."""
+
+    async def open_stream(self, session_id: str) -> str:
+        """Start recording a new stream of `session_id`; returns the stream's id."""
+        ...
+
+    async def append(self, stream_id: str, message: dict[str, Any] | None) -> str | None:
+        """Record an event (None: the priming event); its event id, or None if the stream was forgotten."""
+        ...
+
+    async def end_stream(self, stream_id: str, *, delivered: bool) -> None:
+        """No more events will come; `delivered` if the client received the last one live."""
+        ...
+
+    async def read(self, session_id: str, last_event_id: str, timeout: float) -> Replay | None:
+        """The events after `last_event_id` on its stream, waiting up to `timeout` s for one if none are.
+
+        None if the id is unknown, belongs to another session, or events after it were dropped.
+        Reading the end of an ended stream counts as delivering it.
+        """
+        ...
+
+    async def forget_session(self, session_id: str) -> None:
+        """The session ended: drop all its streams; readers waiting on them stop."""
+        ...
+
+
+@dataclass(slots=True, eq=False)
+class _Stream:
+    session_id: str
+    events: deque[tuple[int, dict[str, Any] | None]]
+    next_seq: int = 0
+    ended: bool = False
+    expires_at: float = float("inf")
+    changed: anyio.Event = field(default_factory=anyio.Event)
+
+    def wake(self) -> None:
+        self.changed.set()
+        self.changed = anyio.Event()
+
+
+class InMemoryEventStore:
+    """Events in this process's memory, bounded three ways.
+
+    At most `max_events_per_stream` events per stream (older ones are dropped, and a
+    resume from before them is refused); a stream is forgotten `retention` seconds
+    after its response was delivered, or `undelivered_retention` seconds after it
+    ended if nobody came back for it; at most `max_streams` streams in all.
+    """
+
+    def __init__(
+        self,
+        *,
+        max_events_per_stream: int = 1000,
+        retention: float = 60.0,
+        undelivered_retention: float = 600.0,
+        max_streams: int = 10_000,
+    ) -> None:
+        if max_events_per_stream < 2:
+            raise ValueError("`max_events_per_stream` must be at least 2 (the priming event and the response)")
+        if retention < 0 or undelivered_retention < 0:
+            raise ValueError("`retention` and `undelivered_retention` must be >= 0 seconds")
+        if max_streams < 1:
+            raise ValueError("`max_streams` must be at least 1")
+        self.max_events_per_stream = max_events_per_stream
+        self.retention = retention
+        self.undelivered_retention = undelivered_retention
+        self.max_streams = max_streams
+        self._streams: dict[str, _Stream] = {}
+        self._by_session: dict[str, set[str]] = {}
+        # (expires_at, stream id); entries go stale when a stream's deadline moves, and are skipped.
+        self._deadlines: list[tuple[float, str]] = []
+        self._ids = itertools.count(1)
+
+    def __len__(self) -> int:
+        return len(self._streams)
+
+    async def open_stream(self, session_id: str) -> str:
+        self._sweep()
+        if len(self._streams) >= self.max_streams:
+            self._evict()
+        stream_id = str(next(self._ids))
+        self._streams[stream_id] = _Stream(session_id, deque(maxlen=self.max_events_per_stream))
+        self._by_session.setdefault(session_id, set()).add(stream_id)
+        return stream_id
+
+    async def append(self, stream_id: str, message: dict[str, Any] | None) -> str | None:
+        stream = self._streams.get(stream_id)
+        if stream is None:
+            return None
+        seq = stream.next_seq
+        stream.next_seq += 1
+        stream.events.append((seq, message))
+        stream.wake()
+        return f"{stream_id}:{seq}"
+
+    async def end_stream(self, stream_id: str, *, delivered: bool) -> None:
+        stream = self._streams.get(stream_id)
+        if stream is None:
+            return
+        stream.ended = True
+        self._expire(stream_id, stream, self.retention if delivered else self.undelivered_retention)
+        stream.wake()
+
+    async def read(self, session_id: str, last_event_id: str, timeout: float) -> Replay | None:
+        stream_id, _, seq_text = last_event_id.rpartition(":")
+        stream = self._streams.get(stream_id)
+        if stream is None or stream.session_id != session_id or not seq_text.isdigit():
+            return None
+        after = int(seq_text)
+        if not self._readable(stream, after):
+            return None
+        if after == stream.next_seq - 1 and not stream.ended and timeout > 0:
+            changed = stream.changed
+            with anyio.move_on_after(timeout):
+                await changed.wait()
+            if self._streams.get(stream_id) is not stream or not self._readable(stream, after):
+                return None
+        events = [StoredEvent(f"{stream_id}:{seq}", message) for seq, message in stream.events if seq > after]
+        if stream.ended:
+            self._expire(stream_id, stream, self.retention)
+        return Replay(events, stream.ended)
+
+    async def forget_session(self, session_id: str) -> None:
+        for stream_id in self._by_session.pop(session_id, ()):
+            stream = self._streams.pop(stream_id, None)
+            if stream is not None:
+                stream.wake()
+
+    @staticmethod
+    def _readable(stream: _Stream, after: int) -> bool:
+        oldest = stream.events[0][0] if stream.events else stream.next_seq
+        # Past the newest event is a made-up id; before the oldest kept one, events were lost.
+        return oldest - 1 <= after < stream.next_seq
+
+    def _expire(self, stream_id: str, stream: _Stream, delay: float) -> None:
+        deadline = time.monotonic() + delay
+        if deadline < stream.expires_at:
+            stream.expires_at = deadline
+            heapq.heappush(self._deadlines, (deadline, stream_id))
+
+    def _drop(self, stream_id: str) -> None:
+        stream = self._streams.pop(stream_id, None)
+        if stream is None:
+            return
+        stream.wake()
+        ids = self._by_session.get(stream.session_id)
+        if ids is not None:
+            ids.discard(stream_id)
+            if not ids:
+                del self._by_session[stream.session_id]
+
+    def _sweep(self) -> None:
+        now = time.monotonic()
+        while self._deadlines and self._deadlines[0][0] <= now:
+            deadline, stream_id = heapq.heappop(self._deadlines)
+            stream = self._streams.get(stream_id)
+            if stream is not None and stream.expires_at <= now:
+                self._drop(stream_id)
+
+    def _evict(self) -> None:
+        """Full: drop the stream that expires first, else (none ended) the oldest one."""
+        while self._deadlines:
+            _, stream_id = heapq.heappop(self._deadlines)
+            if stream_id in self._streams:
+                self._drop(stream_id)
+                return
+        self._drop(next(iter(self._streams)))
+
+
+def _event_bytes(event: StoredEvent) -> bytes:
+    if event.message is None:
+        return b"id: " + event.event_id.encode() + b"\ndata: \n\n"
+    return sse_event(event.message, event_id=event.event_id)
+
+
+class ResumableReply:
+    """Answers one request of a 2025-11-25 session: JSON by default; as SSE, resumable.
+
+    The SSE stream is written to the POST's response while it is attached, and
+    always recorded in the store; `close` detaches it (the server-initiated
+    disconnect of SSE polling) and later events only reach the store.
+    """
+
+    __slots__ = (
+        "send",
+        "headers",
+        "allow_sse",
+        "store",
+        "session_id",
+        "retry_ms",
+        "closed",
+        "stream_id",
+        "attached",
+        "_lock",
+    )
+
+    def __init__(
+        self,
+        send: Send,
+        headers: list[tuple[bytes, bytes]],
+        allow_sse: bool,
+        store: EventStore,
+        session_id: str,
+        retry_ms: int,
+    ) -> None:
+        self.send = send
+        self.headers = headers
+        self.allow_sse = allow_sse
+        self.store = store
+        self.session_id = session_id
+        self.retry_ms = retry_ms
+        self.closed = False
+        self.stream_id: str | None = None
+        self.attached = False
+        self._lock: anyio.Lock | None = None
+
+    async def early(self, message: dict[str, Any] | None) -> bool:
+        """Send a message before the result (None: a keep-alive); False if this reply cannot carry it."""
+        if not self.allow_sse or self.closed:
+            return False
+        if message is None:
+            if self.attached:
+                async with self._locked():
+                    if self.attached:
+                        await self.send({"type": "http.response.body", "body": SSE_KEEPALIVE, "more_body": True})
+            return True
+        async with self._locked():
+            event_id = await self.store.append(await self._start(), message)
+            if self.attached:
+                body = sse_event(message, event_id=event_id)
+                await self.send({"type": "http.response.body", "body": body, "more_body": True})
+        return True
+
+    async def close(self) -> None:
+        """Turn the reply into SSE if it is not yet, then end the HTTP response; the call goes on."""
+        if not self.allow_sse or self.closed:
+            return
+        async with self._locked():
+            await self._start()
+            if self.attached:
+                self.attached = False
+                await self.send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    async def finish(self, message: dict[str, Any] | None, status: int = 200) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        if self.stream_id is None and self._lock is None:
+            if message is None:
+                await send_bytes(self.send, 202, b"", self.headers)
+            else:
+                await send_bytes(self.send, status, encode(message), self.headers)
+            return
+        async with self._locked():
+            stream_id = await self._start()
+            event_id = await self.store.append(stream_id, message) if message is not None else None
+            await self.store.end_stream(stream_id, delivered=self.attached)
+            if self.attached:
+                self.attached = False
+                body = sse_event(message, event_id=event_id) if message is not None else b""
+                await self.send({"type": "http.response.body", "body": body, "more_body": False})
+
+    def _locked(self) -> anyio.Lock:
+        # Created on the first SSE use only: a JSON reply pays for no lock. Events must reach
+        # the store and the wire in the same order, whichever task sends them.
+        if self._lock is None:
+            self._lock = anyio.Lock()
+        return self._lock
+
+    async def _start(self) -> str:
+        """Open the SSE response with its priming event, once; the stream's id."""
+        if self.stream_id is not None:
+            return self.stream_id
+        stream_id = self.stream_id = await self.store.open_stream(self.session_id)
+        priming = await self.store.append(stream_id, None)
+        self.attached = True
+        await self.send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS + self.headers})
+        body = b"id: %s\nretry: %d\ndata: \n\n" % ((priming or "").encode(), self.retry_ms)
+        await self.send({"type": "http.response.body", "body": body, "more_body": True})
+        return stream_id
+
+
+async def resume_stream(
+    store: EventStore,
+    session_id: str,
+    last_event_id: str,
+    receive: Receive,
+    send: Send,
+    *,
+    keepalive_interval: float,
+    retry_ms: int,
+) -> bool:
+    """Serve `GET` with `Last-Event-ID`: the rest of that one stream, live until it ends.
+
+    False (nothing sent) if the store cannot place the id.
+    """
+    replay = await store.read(session_id, last_event_id, 0)
+    if replay is None:
+        return False
+    headers = SSE_HEADERS + [(b"mcp-session-id", session_id.encode())]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": b"retry: %d\n\n" % retry_ms, "more_body": True})
+    async with anyio.create_task_group() as group:
+
+        async def watch() -> None:
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            group.cancel_scope.cancel()
+
+        group.start_soon(watch)
+        waited = False
+        while replay is not None:
+            if replay.events:
+                body = b"".join(_event_bytes(event) for event in replay.events)
+                await send({"type": "http.response.body", "body": body, "more_body": True})
+                last_event_id = replay.events[-1].event_id
+            elif waited and not replay.ended:
+                await send({"type": "http.response.body", "body": SSE_KEEPALIVE, "more_body": True})
+            if replay.ended:
+                break
+            replay = await store.read(session_id, last_event_id, keepalive_interval)
+            waited = True
+        group.cancel_scope.cancel()
+    await send({"type": "http.response.body", "body": b"", "more_body": False})
+    return True
