@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 import anyio
+import anyio.abc
 import uvicorn
 
 if TYPE_CHECKING:
@@ -148,22 +149,28 @@ async def serve_stdio(server: MCPServer, *, announce: bool = True) -> None:
 
     with _protocol_stdout() as stdout:
         async with server._lifespan(None), anyio.create_task_group() as group:
-            group.start_soon(_cancel_on_signal, group.cancel_scope)
+            # Started before the announcement: a client may signal as soon as it reads that line.
+            await group.start(_cancel_on_signal, group.cancel_scope)
             if announce:
                 _say(f"serving {server.name!r} over stdio (protocol {', '.join(SUPPORTED_VERSIONS)})")
             await StdioTransport(server, stdout=stdout).run()
             group.cancel_scope.cancel()
 
 
-async def _cancel_on_signal(scope: anyio.CancelScope) -> None:
+async def _cancel_on_signal(
+    scope: anyio.CancelScope, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+) -> None:
     if threading.current_thread() is not threading.main_thread():
+        task_status.started()
         return
     try:
         with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+            task_status.started()
             async for _ in signals:
                 scope.cancel()
                 return
     except NotImplementedError:  # Windows: Ctrl-C still raises KeyboardInterrupt
+        task_status.started()
         return
 
 
