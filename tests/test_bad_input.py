@@ -58,7 +58,6 @@ async def test_wrong_content_type_is_415(client, content_type):
     headers = {"accept": ACCEPT}
     if content_type:
         headers["content-type"] = content_type
-    body, _ = modern_request("tools/list")
     response = await client.post("/mcp", content=b'{"jsonrpc":"2.0","id":1,"method":"tools/list"}', headers=headers)
     assert response.status_code == 415
     assert error_of(response)["code"] == -32600

@@ -2,48 +2,21 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 from mcp import Client
 
-from tests.conftest import free_port
+from tests.fixtures.procs import run_example
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
 def base_url():
-    port = free_port()
-    env = dict(os.environ, PORT=str(port), LOG_LEVEL="warning")
-    proc = subprocess.Popen(
-        [sys.executable, str(ROOT / "examples" / "fastapi_app" / "app.py")],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
-        first_line = proc.stdout.readline()
-        assert f"MCP endpoint: http://127.0.0.1:{port}/mcp" in first_line
-        deadline = time.monotonic() + 15
-        while True:
-            try:
-                httpx.get(f"http://127.0.0.1:{port}/api/notes", timeout=1)
-                break
-            except httpx.TransportError:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    raise
-                time.sleep(0.05)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        proc.wait(10)
+    with run_example("fastapi_app/app.py", "/mcp", "/api/notes") as base:
+        yield base
 
 
 @pytest.mark.parametrize("mode", ["legacy", "2026-07-28"])

@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,7 +10,7 @@ import httpx
 import pytest
 from mcp import Client
 
-from tests.conftest import free_port
+from tests.fixtures.procs import run_example
 from tests.http_helpers import modern_request
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -23,31 +19,8 @@ MODES = ["legacy", "2026-07-28"]
 
 @pytest.fixture(scope="module")
 def base_url() -> Iterator[str]:
-    port = free_port()
-    env = dict(os.environ, PORT=str(port), LOG_LEVEL="warning")
-    proc = subprocess.Popen(
-        [sys.executable, str(ROOT / "examples" / "starlette_nested" / "app.py")],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
-        first_line = proc.stdout.readline()
-        assert f"MCP endpoint: http://127.0.0.1:{port}/outer/inner/mcp" in first_line, first_line
-        deadline = time.monotonic() + 15
-        while True:
-            try:
-                httpx.get(f"http://127.0.0.1:{port}/", timeout=1)
-                break
-            except httpx.TransportError:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    raise
-                time.sleep(0.05)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        proc.wait(10)
+    with run_example("starlette_nested/app.py", "/outer/inner/mcp", "/") as base:
+        yield base
 
 
 @pytest.mark.parametrize("mode", MODES)

@@ -205,7 +205,7 @@ def validate_param_headers(specs: tuple[ParamHeader, ...], arguments: Any, heade
                 f"the {spec.display} header contains characters not allowed in a header value; "
                 "non-ASCII values must be sent as =?base64?...?="
             )
-        text = _decode(raw.strip(" \t"))
+        text = decode_header_value(raw.strip(" \t"))
         if text is None:
             raise _mismatch(f"the {spec.display} header has a malformed =?base64?...?= value {raw!r}")
         if not _same(text, value):
@@ -223,8 +223,8 @@ def _value_at(arguments: Any, path: tuple[str, ...]) -> Any:
     return value
 
 
-def _decode(value: str) -> str | None:
-    """Undo the base64 sentinel strictly; None when it is malformed."""
+def decode_header_value(value: str) -> str | None:
+    """Undo the `=?base64?...?=` sentinel (Mcp-Name, Mcp-Param-*) strictly; None when it is malformed."""
     if len(value) >= len(_SENTINEL_PREFIX) + len(_SENTINEL_SUFFIX) and (
         value.startswith(_SENTINEL_PREFIX) and value.endswith(_SENTINEL_SUFFIX)
     ):

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 from typing import Any
 
 from starlette.types import Receive, Scope, Send
@@ -38,16 +36,6 @@ def accepts(accept: str | None, wanted: str) -> bool:
 
 def is_json_content_type(value: str | None) -> bool:
     return value is not None and value.split(";", 1)[0].strip().lower() == "application/json"
-
-
-def decode_header_value(value: str) -> str | None:
-    """Undo the `=?base64?...?=` sentinel encoding; None if the encoding is broken."""
-    if value.startswith("=?base64?") and value.endswith("?=") and len(value) >= 11:
-        try:
-            return base64.b64decode(value[9:-2], validate=True).decode("utf-8")
-        except (binascii.Error, UnicodeDecodeError):
-            return None
-    return value
 
 
 async def read_body(receive: Receive, limit: int, declared: str | None) -> bytes:

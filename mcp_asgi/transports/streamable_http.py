@@ -36,7 +36,7 @@ from mcp_asgi.protocol.jsonrpc import (
     result_response,
 )
 from mcp_asgi.protocol.notifications import session_change
-from mcp_asgi.protocol.param_headers import validate_param_headers
+from mcp_asgi.protocol.param_headers import decode_header_value, validate_param_headers
 from mcp_asgi.protocol.pending import PendingRequests
 from mcp_asgi.protocol.versions import LEGACY_VERSIONS, MODERN_VERSIONS, NAMED_METHODS, REVISIONS, SUPPORTED_VERSIONS
 from mcp_asgi.transports.broker import InProcessBroker
@@ -45,7 +45,6 @@ from mcp_asgi.transports.http_common import (
     SSE_HEADERS,
     SSE_KEEPALIVE,
     accepts,
-    decode_header_value,
     header_map,
     is_json_content_type,
     read_body,
