@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Sequence
 from typing import Any, TypeVar
 
 from starlette.applications import Starlette
@@ -41,6 +41,16 @@ except ImportError:  # pragma: no cover - older Starlette
 
 
 HTTP_TRANSPORTS = ("http", "streamable-http")
+
+
+class _Sent:
+    """An awaitable with nothing left to wait for: what a method that already did its work returns."""
+
+    def __await__(self) -> Generator[None, None, None]:
+        return iter(())
+
+
+_SENT = _Sent()
 
 
 class _Completion:
@@ -231,9 +241,13 @@ class MCPServer:
             raise KeyError(f"No prompt named {name!r}")
         self._hub.publish(("prompts",))
 
-    async def notify_resource_updated(self, uri: str) -> None:
-        """Tell clients subscribed to `uri` that it changed (`notifications/resources/updated`)."""
+    def notify_resource_updated(self, uri: str) -> Awaitable[None]:
+        """Tell clients subscribed to `uri` that it changed (`notifications/resources/updated`).
+
+        Sent at once, from any thread: a sync tool calls it plainly, async code may `await` it.
+        """
         self._hub.publish(("resource", uri))
+        return _SENT
 
     def resource(
         self,

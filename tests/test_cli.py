@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import socket
 import subprocess
+import sys
+from pathlib import Path
 
 import httpx
 import pytest
 from mcp import Client
 
 from tests.conftest import free_port
-from tests.fixtures.procs import CLI_SERVER, ROOT, child_env, http_cli, run_cli
+from tests.fixtures.procs import CLI_SERVER, child_env, http_cli, run_cli
 
 
 def error_line(completed) -> str:
@@ -177,7 +179,8 @@ def test_sigterm_with_an_open_streamable_http_get_stream_exits_promptly():
 
 
 def test_python_dash_m_and_console_script_agree():
-    script = ROOT / ".venv" / "bin" / "mcp-asgi"
+    # The console script installed beside this interpreter (each supported Python has its own venv).
+    script = Path(sys.executable).parent / "mcp-asgi"
     if not script.exists():
         pytest.skip("console script not installed")
     completed = subprocess.run([str(script), "version"], capture_output=True, text=True, timeout=30)

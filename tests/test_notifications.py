@@ -12,7 +12,7 @@ from mcp import Client
 
 from mcp_asgi import MCPServer
 from tests.conftest import serve
-from tests.http_helpers import ACCEPT, modern_request
+from tests.http_helpers import ACCEPT, initialize, modern_request
 
 SUB = "io.modelcontextprotocol/subscriptionId"
 
@@ -30,6 +30,12 @@ def build() -> MCPServer:
     async def touch(uri: str) -> str:
         """Say that a resource changed."""
         await mcp.notify_resource_updated(uri)
+        return "touched"
+
+    @mcp.tool
+    def touch_from_a_thread(uri: str) -> str:
+        """Say that a resource changed, from sync code (a worker thread), without await."""
+        mcp.notify_resource_updated(uri)
         return "touched"
 
     @mcp.tool
@@ -51,11 +57,15 @@ class Frames:
     def __init__(self, response: httpx.Response) -> None:
         self.response = response
         self.send, self.receive = anyio.create_memory_object_stream[dict](100)
+        self.done = anyio.Event()
 
     async def pump(self) -> None:
-        async for line in self.response.aiter_lines():
-            if line.startswith("data:") and line[5:].strip():
-                await self.send.send(json.loads(line[5:]))
+        try:
+            async for line in self.response.aiter_lines():
+                if line.startswith("data:") and line[5:].strip():
+                    await self.send.send(json.loads(line[5:]))
+        finally:
+            self.done.set()
 
     async def take(self, count: int, timeout: float) -> list[dict]:
         frames: list[dict] = []
@@ -104,10 +114,12 @@ async def test_listen_acknowledges_then_tags_what_was_asked_for(url):
             ] == "added"
             await call_tool(http, url, "touch", {"uri": "data://other"})
             await call_tool(http, url, "touch", {"uri": "data://watched"})
-            frames = await listen.take(2, 2)
-    assert [f["method"] for f in frames] == ["notifications/tools/list_changed", "notifications/resources/updated"]
+            await call_tool(http, url, "touch_from_a_thread", {"uri": "data://watched"})
+            frames = await listen.take(3, 2)
+    methods = [f["method"] for f in frames]
+    assert methods == ["notifications/tools/list_changed"] + ["notifications/resources/updated"] * 2
     assert all(f["params"]["_meta"][SUB] == 7 for f in frames)
-    assert frames[1]["params"]["uri"] == "data://watched"
+    assert frames[1]["params"]["uri"] == frames[2]["params"]["uri"] == "data://watched"
 
 
 async def test_listen_honours_the_filter(url):
@@ -162,22 +174,46 @@ async def test_capabilities_advertise_list_changed_and_subscribe(url):
     assert caps["resources"] == {"subscribe": True, "listChanged": True}
 
 
-async def test_shutdown_ends_listen_streams_with_a_result():
-    mcp = build()
-    app = mcp.http_app()
-    from starlette.testclient import TestClient
+async def test_changes_and_shutdown_raised_from_another_thread_reach_open_streams():
+    """A change raised from a plain thread, then the hub closed from one, while both kinds of stream are open.
 
-    with TestClient(app) as client:
-        body, headers = modern_request(
-            "subscriptions/listen", {"notifications": {"toolsListChanged": True}}, request_id=5
-        )
-        with client.stream("POST", "/mcp", json=body, headers=headers) as response:
-            lines = response.iter_lines()
-            first = next(line for line in lines if line.startswith("data:"))
-            assert json.loads(first[5:])["method"] == "notifications/subscriptions/acknowledged"
-            mcp._hub.close()
-            last = next(line for line in lines if line.startswith("data:"))
-            result = json.loads(last[5:])
-    assert result["id"] == 5
-    assert result["result"]["resultType"] == "complete"
-    assert result["result"]["_meta"][SUB] == 5
+    The server runs on uvicorn's loop in its own thread, the clients on the test's loop, and the
+    change and the close come from a third thread: the shape of a sync tool (worker thread) adding
+    a tool, and of a host shutting down from its own thread. It used Starlette's TestClient before,
+    whose Starlette < 1.8 version (the newest on Python 3.10) reads a whole response before returning
+    it, so a stream that ends only after the test acts on it hung there.
+    """
+    mcp = build()
+    with serve(mcp.http_app()) as base:
+        url = f"{base}/mcp"
+        async with httpx.AsyncClient(timeout=10) as http:
+            session_id = await initialize(http, url)
+            get_headers = {"accept": "text/event-stream", "mcp-session-id": session_id}
+            async with http.stream("GET", url, headers=get_headers) as get_stream:
+                assert get_stream.status_code == 200
+                get_frames = Frames(get_stream)
+                async with listening(http, url, {"toolsListChanged": True}, request_id=5) as listen:
+                    (ack,) = await listen.take(1, 5)
+                    assert ack["method"] == "notifications/subscriptions/acknowledged"
+                    async with anyio.create_task_group() as group:
+                        group.start_soon(get_frames.pump)
+                        await wait_for_listeners(mcp, 2)
+                        await anyio.to_thread.run_sync(lambda: mcp.tool(name="from_a_thread")(lambda: "x"))
+                        assert [f["method"] for f in await listen.take(1, 5)] == ["notifications/tools/list_changed"]
+                        assert [f["method"] for f in await get_frames.take(1, 5)] == [
+                            "notifications/tools/list_changed"
+                        ]
+                        await anyio.to_thread.run_sync(mcp._hub.close)
+                        (last,) = await listen.take(1, 5)
+                        with anyio.fail_after(5):  # the GET stream ends: its pump returns
+                            await get_frames.done.wait()
+    assert last["id"] == 5
+    assert last["result"]["resultType"] == "complete"
+    assert last["result"]["_meta"][SUB] == 5
+    assert len(mcp._hub) == 0
+
+
+async def wait_for_listeners(mcp: MCPServer, count: int) -> None:
+    with anyio.fail_after(5):
+        while len(mcp._hub) < count:
+            await anyio.sleep(0.01)

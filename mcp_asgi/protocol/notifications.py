@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -60,23 +61,32 @@ class _Listener:
 
 
 class ChangeHub:
-    """In-process fan-out of change events to open listener streams."""
+    """In-process fan-out of change events to open listener streams.
+
+    Listeners are added and removed on event loops, while events may be published (and the hub
+    closed) from any thread: a sync tool runs in a worker thread, and a test or a host may close
+    the hub from its own thread. A lock guards the listener set, and delivery to a listener
+    always happens on that listener's own loop, because anyio memory streams are not thread-safe.
+    """
 
     def __init__(self, *, buffer: int = 256) -> None:
         self._buffer = buffer
         self._listeners: set[_Listener] = set()
+        self._lock = threading.Lock()
 
     def __len__(self) -> int:
         return len(self._listeners)
 
     def listen(self, translate: Translate) -> tuple[MemoryObjectReceiveStream[dict[str, Any]], Callable[[], None]]:
-        """A stream of translated events, and the function that ends it."""
+        """A stream of translated events, and the function that ends it (call both on the same loop)."""
         send, receive = anyio.create_memory_object_stream[dict[str, Any]](self._buffer or math.inf)
         listener = _Listener(translate, send)
-        self._listeners.add(listener)
+        with self._lock:
+            self._listeners.add(listener)
 
         def stop() -> None:
-            self._listeners.discard(listener)
+            with self._lock:
+                self._listeners.discard(listener)
             send.close()
 
         return receive, stop
@@ -85,27 +95,31 @@ class ChangeHub:
         """Deliver an event to every listener; safe to call from any thread."""
         if not self._listeners:
             return
-        try:
-            current = asyncio.get_running_loop()
-        except RuntimeError:
-            current = None
-        for listener in list(self._listeners):
-            if listener.loop is current:
-                listener.deliver(event)
-            elif not listener.loop.is_closed():
-                listener.loop.call_soon_threadsafe(listener.deliver, event)
+        for listener in self._snapshot():
+            _on_loop(listener.loop, listener.deliver, event)
 
     def close(self) -> None:
         """End every listener stream (server shutdown): listen streams then answer and close."""
-        for listener in list(self._listeners):
-            if listener.loop.is_closed():
-                continue
-            try:
-                current = asyncio.get_running_loop()
-            except RuntimeError:
-                current = None
-            if listener.loop is current:
-                listener.send.close()
-            else:
-                listener.loop.call_soon_threadsafe(listener.send.close)
-        self._listeners.clear()
+        with self._lock:
+            listeners, self._listeners = self._listeners, set()
+        for listener in listeners:
+            _on_loop(listener.loop, listener.send.close)
+
+    def _snapshot(self) -> list[_Listener]:
+        with self._lock:
+            return list(self._listeners)
+
+
+def _on_loop(loop: asyncio.AbstractEventLoop, function: Callable[..., None], *args: Any) -> None:
+    """Run `function(*args)` on `loop`: now if this thread runs it, else as soon as the loop can."""
+    try:
+        current: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+    except RuntimeError:
+        current = None
+    if loop is current:
+        function(*args)
+        return
+    try:
+        loop.call_soon_threadsafe(function, *args)
+    except RuntimeError:
+        pass  # that loop is closed: its listener is gone with it
