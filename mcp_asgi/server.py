@@ -14,6 +14,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from mcp_asgi.asgi.lifespan import SharedLifespan
 from mcp_asgi.asgi.security import HostOriginGuard
+from mcp_asgi.components.errors import call_user_code
 from mcp_asgi.components.prompts import Prompt
 from mcp_asgi.components.resources import Resource, ResourceTemplate, is_template
 from mcp_asgi.components.signature import FunctionArguments, caller_namespace
@@ -44,9 +45,10 @@ HTTP_TRANSPORTS = ("http", "streamable-http")
 
 
 class _Completion:
-    def __init__(self, fn: Callable[..., Any], localns: dict[str, Any] | None) -> None:
+    def __init__(self, fn: Callable[..., Any], localns: dict[str, Any] | None, mask_error_details: bool) -> None:
         self.arguments = FunctionArguments(fn, model_name="completion_arguments", localns=localns)
         self.fn = fn
+        self.mask_error_details = mask_error_details
 
     async def call(self, ref: dict[str, Any], argument: dict[str, Any], arguments: dict[str, Any], ctx: Any) -> Any:
         kwargs: dict[str, Any] = {}
@@ -54,7 +56,8 @@ class _Completion:
         for name, value in (("ref", ref), ("argument", argument), ("context", arguments), ("arguments", arguments)):
             if name in names:
                 kwargs[name] = value
-        return await self.arguments.call(kwargs, ctx)
+        what = f"Error completing argument '{argument.get('name')}'"
+        return await call_user_code(self.arguments.call, kwargs, ctx, what=what, mask=self.mask_error_details)
 
 
 class EndpointRoute(BaseRoute):
@@ -132,6 +135,7 @@ class MCPServer:
         cache_ttl_ms: int = 0,
         context_class: type[Context] = Context,
         state_secret: str | bytes | None = None,
+        mask_error_details: bool = False,
     ) -> None:
         if page_size is not None and page_size < 1:
             raise ValueError("`page_size` must be a positive number of items, or None for no pagination")
@@ -143,6 +147,8 @@ class MCPServer:
         self.page_size = page_size
         self.cache_ttl_ms = cache_ttl_ms
         self.context_class = context_class
+        # True: an unexpected exception reaches the client as "Error calling tool 'x'", its text only the log.
+        self.mask_error_details = mask_error_details
         self.server_info: dict[str, Any] = {"name": name, "version": version}
         if title:
             self.server_info["title"] = title
@@ -210,6 +216,7 @@ class MCPServer:
         return register(fn) if fn is not None else register
 
     def add_tool(self, tool: Tool) -> Tool:
+        tool.mask_error_details = self.mask_error_details
         self._tools[tool.name] = tool
         self._hub.publish(("tools",))
         return tool
@@ -263,6 +270,7 @@ class MCPServer:
                 icons=icons,
                 meta=meta,
                 localns=localns,
+                mask_error_details=self.mask_error_details,
             )
             if is_template(uri):
                 template = ResourceTemplate(func, uri, **options)
@@ -292,7 +300,14 @@ class MCPServer:
 
         def register(func: F) -> F:
             prompt = Prompt(
-                func, name=name, title=title, description=description, icons=icons, meta=meta, localns=localns
+                func,
+                name=name,
+                title=title,
+                description=description,
+                icons=icons,
+                meta=meta,
+                localns=localns,
+                mask_error_details=self.mask_error_details,
             )
             self._prompts[prompt.name] = prompt
             self._hub.publish(("prompts",))
@@ -310,7 +325,7 @@ class MCPServer:
         localns = caller_namespace()
 
         def register(func: F) -> F:
-            self._completion = _Completion(func, localns)
+            self._completion = _Completion(func, localns, self.mask_error_details)
             return func
 
         return register(fn) if fn is not None else register
