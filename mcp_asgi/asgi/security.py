@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from mcp_asgi.protocol.jsonrpc import INVALID_REQUEST, MCPError
+from mcp_asgi.transports.http_common import REPEATED_HEADERS
 
 __all__ = ["HostOriginGuard"]
 
@@ -64,7 +65,10 @@ class HostOriginGuard:
         self._loopback_servers: dict[object, bool] = {}
 
     def check(self, scope: Scope, headers: dict[str, str]) -> MCPError | None:
-        """The 403 error to answer with, or None when the request may proceed."""
+        """The 403 (or 400) error to answer with, or None when the request may proceed."""
+        repeated = headers.get(REPEATED_HEADERS)
+        if repeated is not None:
+            return _rejected_repeats(repeated)
         host = headers.get("host")
         origin = headers.get("origin")
         if self._host_rules is not None and self._origin_rules is not None:
@@ -286,6 +290,20 @@ def _rejected_host(value: str | None, *, listed: bool) -> MCPError:
             example = f"{shown}:{port}" if port is not None else shown
             fix = f"To serve this server under that name, add it: http_app(allowed_hosts=[{example!r}])."
     return MCPError(INVALID_REQUEST, f"{what}: {why}. {fix}", http_status=403)
+
+
+def _rejected_repeats(names: str) -> MCPError:
+    # 400, not 403: the request is malformed rather than refused (RFC 9112 section 3.2 asks for 400
+    # when Host is repeated; RFC 6454 allows one Origin). Refused on every server, not only on
+    # localhost: each layer picks its own copy (Starlette the first, `header_map` the last), so a
+    # CORS middleware, a proxy and this guard could each approve a different origin.
+    shown = " and ".join(name.title() for name in names.split(", "))
+    return MCPError(
+        INVALID_REQUEST,
+        f"Bad request: more than one {shown} header; send exactly one "
+        "(repeated Host/Origin headers are refused as DNS rebinding protection)",
+        http_status=400,
+    )
 
 
 def _rejected_origin(value: str, *, listed: bool) -> MCPError:
