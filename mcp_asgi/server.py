@@ -12,8 +12,9 @@ from starlette.middleware import Middleware
 from starlette.routing import BaseRoute, Match, NoMatchFound, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from mcp_asgi.asgi.cors import cors_origins
 from mcp_asgi.asgi.lifespan import SharedLifespan
-from mcp_asgi.asgi.security import HostOriginGuard
+from mcp_asgi.asgi.security import HostOriginGuard, guarded_route
 from mcp_asgi.components.errors import call_user_code
 from mcp_asgi.components.prompts import Prompt
 from mcp_asgi.components.resources import Resource, ResourceTemplate, is_template
@@ -161,7 +162,8 @@ class MCPServer:
         self._templates: dict[str, ResourceTemplate] = {}
         self._prompts: dict[str, Prompt] = {}
         self._completion: _Completion | None = None
-        self._custom_routes: list[BaseRoute] = []
+        # (route, whether the Host/Origin guard applies to it)
+        self._custom_routes: list[tuple[Route, bool]] = []
         self._user_lifespan = lifespan
         self._lifespan = SharedLifespan(self._run_lifespan, name=f"MCP server {name!r}")
         self._core = ProtocolCore(self)
@@ -331,12 +333,17 @@ class MCPServer:
         return register(fn) if fn is not None else register
 
     def custom_route(
-        self, path: str, methods: Sequence[str] | None = None, *, name: str | None = None
+        self, path: str, methods: Sequence[str] | None = None, *, name: str | None = None, guard: bool = True
     ) -> Callable[[F], F]:
-        """Serve a plain Starlette endpoint beside the MCP endpoint (and under its mount prefix)."""
+        """Serve a plain Starlette endpoint beside the MCP endpoint (and under its mount prefix).
+
+        It is behind the same Host/Origin guard as the endpoint; `guard=False` serves it to
+        any Host and Origin (a health check probed under an internal name, say).
+        """
 
         def register(func: F) -> F:
-            self._custom_routes.append(Route(path, func, methods=list(methods) if methods else None, name=name))
+            route = Route(path, func, methods=list(methods) if methods else None, name=name)
+            self._custom_routes.append((route, guard))
             return func
 
         return register
@@ -401,8 +408,9 @@ class MCPServer:
             raise ValueError(f"`path` must start with '/', got {path!r}")
         if middleware is not None and not all(isinstance(m, Middleware) for m in middleware):
             raise TypeError("`middleware` must be a list of starlette.middleware.Middleware(...) entries")
-        # DNS-rebinding protection: automatic on localhost, or the lists given.
-        guard = HostOriginGuard(allowed_hosts, allowed_origins)
+        # DNS-rebinding protection: automatic on localhost, or the lists given; origins the CORS
+        # middleware allows are allowed too.
+        guard = HostOriginGuard(allowed_hosts, allowed_origins, cors=cors_origins(middleware or ()))
         endpoint: Any
         if transport == "sse":
             from mcp_asgi.transports.sse import build_sse_routes
@@ -431,7 +439,7 @@ class MCPServer:
                 sse_retry_interval=sse_retry_interval,
             )
             routes = [EndpointRoute(path, endpoint, name="mcp")]
-        routes = [*routes, *self._custom_routes]
+        routes = [*routes, *(guarded_route(guard, r) if guarded else r for r, guarded in self._custom_routes)]
         app = MCPApp(debug=debug, routes=routes, middleware=list(middleware or ()), lifespan=self._lifespan)
         app.mcp_server = self
         app.state.mcp_server = self
