@@ -85,7 +85,7 @@ class HostOriginGuard:
                 return _rejected_host(host, listed=True)
             if origin is not None and not self._any_origin and not _origin_allowed(self._origin_rules, origin):
                 if self._cors is None or not self._cors.allows(origin):
-                    return self._rejected_origin(origin, listed=True)
+                    return self._refuse_origin(origin, listed=True)
             return None
         loopback = self._on_loopback(scope)
         if self._host_rules is not None:
@@ -97,15 +97,15 @@ class HostOriginGuard:
             return None
         if self._origin_rules is not None:
             if not self._any_origin and not _origin_allowed(self._origin_rules, origin):
-                return self._rejected_origin(origin, listed=True)
+                return self._refuse_origin(origin, listed=True)
         elif self._host_rules is not None:
             if not self._any_host and not _origin_host_allowed(self._host_rules, origin):
-                return self._rejected_origin(origin, listed=True)
+                return self._refuse_origin(origin, listed=True)
         elif loopback and not _is_loopback_name(_origin_parts(origin)[1]):
-            return self._rejected_origin(origin, listed=False)
+            return self._refuse_origin(origin, listed=False)
         return None
 
-    def _rejected_origin(self, origin: str, *, listed: bool) -> MCPError:
+    def _refuse_origin(self, origin: str, *, listed: bool) -> MCPError:
         error = _rejected_origin(origin, listed=listed)
         if self._cors_wildcard:
             error.message += (
