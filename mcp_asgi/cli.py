@@ -3,12 +3,14 @@
 mcp-asgi run server.py                       # stdio, for desktop clients
 mcp-asgi run server.py:mcp --transport http  # Streamable HTTP at http://127.0.0.1:8000/mcp
 mcp-asgi run pkg.module:make_server --transport sse -- --their-own-flag
+mcp-asgi run app.py:app --transport http     # a FastAPI/Starlette app (MCP mounted in it), as it is
 mcp-asgi dev server.py                       # HTTP + the MCP Inspector
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import importlib.util
 import inspect
@@ -17,7 +19,8 @@ import shutil
 import subprocess
 import sys
 import traceback
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +33,20 @@ FILE_MODULE_NAME = "mcp_asgi_target"
 
 class CLIError(Exception):
     """A one-line problem with what to do about it; printed without a traceback."""
+
+
+@dataclass
+class AppTarget:
+    """An ASGI app named in the file (FastAPI, Starlette, ...): served as it is, over HTTP only."""
+
+    name: str
+    app: Any
+    # (path, MCP app) for each MCP server mounted in it, and the names of the file's servers.
+    mounted: list[tuple[str, Any]] = field(default_factory=list)
+    servers: list[str] = field(default_factory=list)
+
+    def describe(self) -> str:
+        return f"{self.name} is an ASGI app ({type(self.app).__name__})"
 
 
 # Loading the server.
@@ -88,40 +105,135 @@ def import_target(target: str, *, debug: bool = False) -> Any:
 
 
 def find_server(module: Any, name: str | None, target: str) -> Any:
-    """The MCPServer the spec names, or the first of `mcp`, `server`, `app`; factories are called."""
-    from mcp_asgi.server import MCPApp, MCPServer
+    """The MCPServer (or ASGI app) the spec names, or the first of `mcp`, `server`, `app`; factories are called.
 
+    With none of those names, the file's only MCP server is used; several are listed.
+    """
+    from mcp_asgi.server import MCPServer
+
+    servers = _servers_in(module)
     if name is not None:
         if not hasattr(module, name):
             raise CLIError(f"{target} has no object named {name!r}; check the name after ':'")
         candidates = [name]
     else:
         candidates = [n for n in DEFAULT_NAMES if hasattr(module, n)]
-        if not candidates:
+        if not candidates and len(servers) == 1:
+            candidates = list(servers)
+        elif not candidates:
+            if servers:
+                raise CLIError(f"{target} defines several MCP servers; {_name_one(target, servers)}")
             raise CLIError(
                 f"no server object found in {target}: define `mcp = MCPServer(...)` in it, "
                 f"or name the object: {target}:my_server"
             )
     wrong: list[str] = []
     for candidate in candidates:
-        obj = getattr(module, candidate)
-        if isinstance(obj, MCPServer):
-            return obj
-        if isinstance(obj, MCPApp):
-            return obj.mcp_server
-        if callable(obj) and not inspect.isclass(obj) and _takes_no_arguments(obj):
-            made = obj()
-            if inspect.iscoroutine(made):
-                made = _await(made)
-            if isinstance(made, MCPServer):
-                return made
-            wrong.append(f"{candidate}() returned {type(made).__name__}")
-            continue
-        wrong.append(f"{candidate} is {_describe(obj)}")
+        found = _as_target(getattr(module, candidate), candidate, wrong)
+        if isinstance(found, AppTarget):
+            found.servers = [n for n in servers if n != candidate]
+            return found
+        if isinstance(found, MCPServer):
+            _warn_if_mounted(module, candidate, found, target)
+            return found
+    others = f"; or {_name_one(target, servers)}" if servers else ""
     raise CLIError(
         f"{target}: {'; '.join(wrong)}, not an MCPServer; "
-        f"point at your server with {target}:name (an MCPServer or a function returning one)"
+        f"point at your server with {target}:name (an MCPServer or a function returning one){others}"
     )
+
+
+def _as_target(obj: Any, name: str, wrong: list[str]) -> Any:
+    """The MCPServer or AppTarget `obj` stands for, or None (with why in `wrong`)."""
+    from mcp_asgi.server import MCPApp, MCPServer
+
+    if isinstance(obj, MCPServer):
+        return obj
+    if isinstance(obj, MCPApp):
+        return obj.mcp_server
+    if _is_asgi_app(obj):
+        return AppTarget(name, obj, mounted=list(_mounted_mcp_apps(obj)))
+    if callable(obj) and not inspect.isclass(obj) and _takes_no_arguments(obj):
+        made = obj()
+        if inspect.iscoroutine(made):
+            made = _await(made)
+        if isinstance(made, MCPServer):
+            return made
+        wrong.append(f"{name}() returned {type(made).__name__}")
+        return None
+    wrong.append(f"{name} is {_describe(obj)}")
+    return None
+
+
+def _servers_in(module: Any) -> dict[str, Any]:
+    """The module's MCP servers by the first global name each is bound to (an MCPApp counts as its server)."""
+    from mcp_asgi.server import MCPApp, MCPServer
+
+    found: dict[str, Any] = {}
+    for key, value in vars(module).items():
+        server = value.mcp_server if isinstance(value, MCPApp) else value
+        if isinstance(server, MCPServer) and not key.startswith("_") and server not in found.values():
+            found[key] = server
+    return found
+
+
+def _name_one(target: str, servers: dict[str, Any] | list[str]) -> str:
+    names = list(servers)
+    return f"name one of its MCP servers ({', '.join(names)}): {target}:{names[0]}"
+
+
+def _is_asgi_app(obj: Any) -> bool:
+    """An ASGI 3 application: `async (scope, receive, send)`, a function or an object's `__call__`."""
+    from starlette.applications import Starlette
+
+    if isinstance(obj, Starlette):
+        return True
+    if inspect.isclass(obj) or not callable(obj):
+        return False
+    call = obj if inspect.isfunction(obj) or inspect.ismethod(obj) else type(obj).__call__
+    if not inspect.iscoroutinefunction(call):
+        return False
+    try:
+        parameters = inspect.signature(obj).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    positional = [p for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    return len(positional) == 3
+
+
+def _mounted_mcp_apps(app: Any, prefix: str = "", depth: int = 0) -> Iterator[tuple[str, Any]]:
+    """(path, MCP app) for each MCP app mounted in `app`, nested mounts included."""
+    from starlette.routing import Mount
+
+    from mcp_asgi.server import MCPApp
+
+    if depth > 8:  # deeper nesting is unheard of; the bound also stops a mount cycle
+        return
+    for route in getattr(app, "routes", None) or ():
+        if not isinstance(route, Mount):
+            continue
+        path = prefix + route.path
+        if isinstance(route.app, MCPApp):
+            yield path or "/", route.app
+        else:
+            yield from _mounted_mcp_apps(route.app, path, depth + 1)
+
+
+def _warn_if_mounted(module: Any, name: str, server: Any, target: str) -> None:
+    """Tell the user when the server is also mounted in an app of the file: they likely meant the app."""
+    for key, value in vars(module).items():
+        if key.startswith("_") or not _is_asgi_app(value):
+            continue
+        for path, mcp_app in _mounted_mcp_apps(value):
+            if mcp_app.mcp_server is server:
+                print(
+                    f"mcp-asgi: warning: {name!r} is mounted at {path} in {key!r} ({type(value).__name__}) in this "
+                    f"file; serving the MCP server alone, without {key}'s other routes and lifespan. To serve the "
+                    f"whole app: mcp-asgi run {target}:{key} --transport http",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                return
 
 
 def _await(coroutine: Any) -> Any:
@@ -205,6 +317,9 @@ def _app_options(args: argparse.Namespace, transport: str) -> dict[str, Any]:
 
 
 def _serve(args: argparse.Namespace, server: Any, transport: str) -> None:
+    if isinstance(server, AppTarget):
+        _serve_app(args, server, transport)
+        return
     options = _app_options(args, transport)
     if transport == "stdio":
         run(server, "stdio", log_level=args.log_level)
@@ -220,6 +335,63 @@ def _serve(args: argparse.Namespace, server: Any, transport: str) -> None:
         )
 
 
+def _serve_app(args: argparse.Namespace, target: AppTarget, transport: str) -> None:
+    """Serve a FastAPI/Starlette/any ASGI app with uvicorn, as `uvicorn file:app` would."""
+    import anyio
+    import uvicorn
+
+    from mcp_asgi.runner import GRACEFUL_SHUTDOWN_SECONDS, _say, _UvicornServer, bind_socket, configure_logging
+
+    spec_target = split_spec(args.spec)[0]
+    if transport not in ("http", "streamable-http"):
+        servers = ""
+        if target.servers:
+            servers = f"; or serve an MCP server over {transport}: {_name_one(spec_target, target.servers)}"
+        raise CLIError(f"{target.describe()}, which can only be served over HTTP: add --transport http{servers}")
+    given = [flag for flag, on in (("--stateless", args.stateless), ("--json-response", args.json_response)) if on]
+    if args.path is not None and args.command == "run":
+        given.insert(0, "--path")
+    if given:
+        raise CLIError(
+            f"{' and '.join(given)} configure an MCP server, but {target.describe()}, served as it is; "
+            f"set them where the app builds its MCP app, or point at the server ({spec_target}:name)"
+        )
+    configure_logging(args.log_level)
+    sock = bind_socket(args.host, args.port)
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(
+        target.app,
+        host=args.host,
+        port=port,
+        log_level=args.log_level or "warning",
+        root_path=args.root_path or "",
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+    )
+    hooks = []
+    for _, mcp_app in target.mounted:
+        # End the mounted servers' open streams at shutdown, as `run()` does for a server alone.
+        broker = getattr(getattr(mcp_app.state, "mcp_endpoint", None), "broker", None)
+        if broker is not None:
+            hooks.append(broker.close_all)
+        hooks.append(mcp_app.mcp_server._hub.close)
+    shown = f"[{args.host}]" if ":" in args.host else args.host
+    base = f"http://{shown}:{port}{args.root_path or ''}"
+    where = "".join(f"; MCP at {base}{path}" for path, _ in target.mounted)
+    announcement = f"serving the ASGI app {target.name!r} ({type(target.app).__name__}) at {base}{where}"
+    server = _UvicornServer(config, on_shutdown=hooks, announcement=announcement)
+
+    async def serve() -> None:
+        try:
+            await server.serve(sockets=[sock])
+        finally:
+            sock.close()
+
+    if not target.mounted:
+        _say(f"note: no MCP server is mounted in {target.name!r}; serving it anyway")
+    with contextlib.suppress(KeyboardInterrupt):
+        anyio.run(serve)
+
+
 def _dev(args: argparse.Namespace, server: Any) -> None:
     npx = shutil.which("npx")
     if npx is None:
@@ -227,11 +399,14 @@ def _dev(args: argparse.Namespace, server: Any) -> None:
             "npx not found on PATH; install Node.js (https://nodejs.org) to use the MCP Inspector, "
             f"or run `mcp-asgi run {args.spec} --transport http` and connect another client"
         )
-    path = args.path or "/mcp"
+    mounted = server.mounted if isinstance(server, AppTarget) else []
+    path = args.path or (mounted[0][0] if mounted else "/mcp")
     url = f"http://{args.host}:{args.port}{path}"
-    command = [npx, "@modelcontextprotocol/inspector", "--transport", "http", "--server-url", url]
+    # `--yes`: npx would otherwise ask before installing the Inspector, and in a non-interactive
+    # shell (an IDE task, CI) that question waits forever. No stdin either, so nothing else can ask.
+    command = [npx, "--yes", "@modelcontextprotocol/inspector", "--transport", "http", "--server-url", url]
     print(f"mcp-asgi: starting the MCP Inspector for {url}", file=sys.stderr, flush=True)
-    inspector = subprocess.Popen(command)
+    inspector = subprocess.Popen(command, stdin=subprocess.DEVNULL)
     try:
         _serve(args, server, "http")
     finally:

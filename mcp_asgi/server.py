@@ -12,8 +12,10 @@ from starlette.middleware import Middleware
 from starlette.routing import BaseRoute, Match, NoMatchFound, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from mcp_asgi.asgi.cors import cors_origins
 from mcp_asgi.asgi.lifespan import SharedLifespan
-from mcp_asgi.asgi.security import HostOriginGuard
+from mcp_asgi.asgi.security import HostOriginGuard, guarded_route
+from mcp_asgi.components.errors import call_user_code
 from mcp_asgi.components.prompts import Prompt
 from mcp_asgi.components.resources import Resource, ResourceTemplate, is_template
 from mcp_asgi.components.signature import FunctionArguments, caller_namespace
@@ -54,9 +56,10 @@ _SENT = _Sent()
 
 
 class _Completion:
-    def __init__(self, fn: Callable[..., Any], localns: dict[str, Any] | None) -> None:
+    def __init__(self, fn: Callable[..., Any], localns: dict[str, Any] | None, mask_error_details: bool) -> None:
         self.arguments = FunctionArguments(fn, model_name="completion_arguments", localns=localns)
         self.fn = fn
+        self.mask_error_details = mask_error_details
 
     async def call(self, ref: dict[str, Any], argument: dict[str, Any], arguments: dict[str, Any], ctx: Any) -> Any:
         kwargs: dict[str, Any] = {}
@@ -64,7 +67,8 @@ class _Completion:
         for name, value in (("ref", ref), ("argument", argument), ("context", arguments), ("arguments", arguments)):
             if name in names:
                 kwargs[name] = value
-        return await self.arguments.call(kwargs, ctx)
+        what = f"Error completing argument '{argument.get('name')}'"
+        return await call_user_code(self.arguments.call, kwargs, ctx, what=what, mask=self.mask_error_details)
 
 
 class EndpointRoute(BaseRoute):
@@ -142,6 +146,7 @@ class MCPServer:
         cache_ttl_ms: int = 0,
         context_class: type[Context] = Context,
         state_secret: str | bytes | None = None,
+        mask_error_details: bool = False,
     ) -> None:
         if page_size is not None and page_size < 1:
             raise ValueError("`page_size` must be a positive number of items, or None for no pagination")
@@ -153,6 +158,8 @@ class MCPServer:
         self.page_size = page_size
         self.cache_ttl_ms = cache_ttl_ms
         self.context_class = context_class
+        # True: an unexpected exception reaches the client as "Error calling tool 'x'", its text only the log.
+        self.mask_error_details = mask_error_details
         self.server_info: dict[str, Any] = {"name": name, "version": version}
         if title:
             self.server_info["title"] = title
@@ -165,7 +172,8 @@ class MCPServer:
         self._templates: dict[str, ResourceTemplate] = {}
         self._prompts: dict[str, Prompt] = {}
         self._completion: _Completion | None = None
-        self._custom_routes: list[BaseRoute] = []
+        # (route, whether the Host/Origin guard applies to it)
+        self._custom_routes: list[tuple[Route, bool]] = []
         self._user_lifespan = lifespan
         self._lifespan = SharedLifespan(self._run_lifespan, name=f"MCP server {name!r}")
         self._core = ProtocolCore(self)
@@ -220,6 +228,7 @@ class MCPServer:
         return register(fn) if fn is not None else register
 
     def add_tool(self, tool: Tool) -> Tool:
+        tool.mask_error_details = self.mask_error_details
         self._tools[tool.name] = tool
         self._hub.publish(("tools",))
         return tool
@@ -277,6 +286,7 @@ class MCPServer:
                 icons=icons,
                 meta=meta,
                 localns=localns,
+                mask_error_details=self.mask_error_details,
             )
             if is_template(uri):
                 template = ResourceTemplate(func, uri, **options)
@@ -306,7 +316,14 @@ class MCPServer:
 
         def register(func: F) -> F:
             prompt = Prompt(
-                func, name=name, title=title, description=description, icons=icons, meta=meta, localns=localns
+                func,
+                name=name,
+                title=title,
+                description=description,
+                icons=icons,
+                meta=meta,
+                localns=localns,
+                mask_error_details=self.mask_error_details,
             )
             self._prompts[prompt.name] = prompt
             self._hub.publish(("prompts",))
@@ -324,18 +341,23 @@ class MCPServer:
         localns = caller_namespace()
 
         def register(func: F) -> F:
-            self._completion = _Completion(func, localns)
+            self._completion = _Completion(func, localns, self.mask_error_details)
             return func
 
         return register(fn) if fn is not None else register
 
     def custom_route(
-        self, path: str, methods: Sequence[str] | None = None, *, name: str | None = None
+        self, path: str, methods: Sequence[str] | None = None, *, name: str | None = None, guard: bool = True
     ) -> Callable[[F], F]:
-        """Serve a plain Starlette endpoint beside the MCP endpoint (and under its mount prefix)."""
+        """Serve a plain Starlette endpoint beside the MCP endpoint (and under its mount prefix).
+
+        It is behind the same Host/Origin guard as the endpoint; `guard=False` serves it to
+        any Host and Origin (a health check probed under an internal name, say).
+        """
 
         def register(func: F) -> F:
-            self._custom_routes.append(Route(path, func, methods=list(methods) if methods else None, name=name))
+            route = Route(path, func, methods=list(methods) if methods else None, name=name)
+            self._custom_routes.append((route, guard))
             return func
 
         return register
@@ -400,8 +422,9 @@ class MCPServer:
             raise ValueError(f"`path` must start with '/', got {path!r}")
         if middleware is not None and not all(isinstance(m, Middleware) for m in middleware):
             raise TypeError("`middleware` must be a list of starlette.middleware.Middleware(...) entries")
-        # DNS-rebinding protection: automatic on localhost, or the lists given.
-        guard = HostOriginGuard(allowed_hosts, allowed_origins)
+        # DNS-rebinding protection: automatic on localhost, or the lists given; origins the CORS
+        # middleware allows are allowed too.
+        guard = HostOriginGuard(allowed_hosts, allowed_origins, cors=cors_origins(middleware or ()))
         endpoint: Any
         if transport == "sse":
             from mcp_asgi.transports.sse import build_sse_routes
@@ -430,7 +453,7 @@ class MCPServer:
                 sse_retry_interval=sse_retry_interval,
             )
             routes = [EndpointRoute(path, endpoint, name="mcp")]
-        routes = [*routes, *self._custom_routes]
+        routes = [*routes, *(guarded_route(guard, r) if guarded else r for r, guarded in self._custom_routes)]
         app = MCPApp(debug=debug, routes=routes, middleware=list(middleware or ()), lifespan=self._lifespan)
         app.mcp_server = self
         app.state.mcp_server = self

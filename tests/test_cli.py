@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -12,7 +13,7 @@ import pytest
 from mcp import Client
 
 from tests.conftest import free_port
-from tests.fixtures.procs import CLI_SERVER, child_env, http_cli, run_cli
+from tests.fixtures.procs import CLI_SERVER, child_env, cli, http_cli, run_cli
 
 
 def error_line(completed) -> str:
@@ -185,3 +186,116 @@ def test_python_dash_m_and_console_script_agree():
         pytest.skip("console script not installed")
     completed = subprocess.run([str(script), "version"], capture_output=True, text=True, timeout=30)
     assert completed.stdout == run_cli("version").stdout
+
+
+# ASGI apps, several servers, a server mounted in an app.
+
+CLI_APP = str(Path(CLI_SERVER).with_name("cli_app.py"))
+
+
+def blocked_port_run(*args: str) -> subprocess.CompletedProcess:
+    """`mcp-asgi run ARGS --port P` with P taken: the command stops right after choosing what to serve."""
+    port = free_port()
+    with socket.socket() as blocker:
+        blocker.bind(("127.0.0.1", port))
+        blocker.listen()
+        completed = run_cli("run", *args, "--port", str(port))
+    assert f"port {port} on 127.0.0.1 is already in use" in completed.stderr, completed.stderr
+    return completed
+
+
+@pytest.mark.parametrize("spec", [CLI_APP, f"{CLI_APP}:app"])
+async def test_runs_a_fastapi_app_over_http_as_it_is(spec):
+    with http_cli(spec, "--transport", "http") as (proc, url):
+        assert f"serving the ASGI app 'app' (FastAPI) at {url}; MCP at {url}/mcp" in proc.stderr
+        assert httpx.get(f"{url}/api/ping").json() == {"pong": True}
+        async with Client(f"{url}/mcp", mode="2026-07-28") as client:
+            assert (await client.call_tool("count", {})).content[0].text == "3"
+        assert proc.terminate_and_time() < 5
+
+
+def test_an_asgi_app_over_stdio_says_http_and_names_the_servers():
+    line = error_line(run_cli("run", CLI_APP))
+    assert "app is an ASGI app (FastAPI), which can only be served over HTTP: add --transport http" in line
+    assert f"or serve an MCP server over stdio: name one of its MCP servers (notes): {CLI_APP}:notes" in line
+    assert "needs arguments" not in line
+
+
+def test_mcp_server_options_are_refused_for_an_app():
+    line = error_line(run_cli("run", f"{CLI_APP}:app", "--transport", "http", "--path", "/x", "--stateless"))
+    assert "--path and --stateless configure an MCP server" in line and f"{CLI_APP}:name" in line
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "from starlette.applications import Starlette\napp = Starlette()",
+        "async def app(scope, receive, send):\n    pass",
+        "class App:\n    async def __call__(self, scope, receive, send):\n        pass\napp = App()",
+    ],
+)
+def test_any_asgi_app_is_recognised(tmp_path, source):
+    path = tmp_path / "asgi_file.py"
+    path.write_text(source + "\n")
+    line = error_line(run_cli("run", str(path)))
+    assert "app is an ASGI app" in line and "can only be served over HTTP" in line
+    assert "or serve an MCP server" not in line  # the file has none
+
+
+def test_several_servers_are_listed(tmp_path):
+    path = tmp_path / "two.py"
+    path.write_text("from mcp_asgi import MCPServer\nbilling = MCPServer('B')\nsearch = MCPServer('S').http_app()\n")
+    line = error_line(run_cli("run", str(path)))
+    assert f"defines several MCP servers; name one of its MCP servers (billing, search): {path}:billing" in line
+
+
+def test_wrong_default_name_also_lists_the_servers(tmp_path):
+    path = tmp_path / "wrong_app.py"
+    path.write_text("from mcp_asgi import MCPServer\napp = {'not': 'a server'}\nweather = MCPServer('W')\n")
+    line = error_line(run_cli("run", str(path)))
+    assert "app is a dict" in line and f"or name one of its MCP servers (weather): {path}:weather" in line
+
+
+def test_the_only_server_is_used_whatever_its_name(tmp_path):
+    path = tmp_path / "one.py"
+    path.write_text("from mcp_asgi import MCPServer\nweather = MCPServer('W')\n")
+    completed = blocked_port_run(str(path), "--transport", "http")
+    assert completed.stderr.count("\n") == 1, completed.stderr
+
+
+def test_warns_when_the_chosen_server_is_mounted_in_an_app_of_the_file(tmp_path):
+    path = tmp_path / "mounted.py"
+    path.write_text(
+        "from fastapi import FastAPI\nfrom mcp_asgi import MCPServer, mount\n"
+        "mcp = MCPServer('M')\napp = FastAPI()\nmount(app, '/tools/mcp', mcp)\n"
+    )
+    stderr = blocked_port_run(str(path), "--transport", "http").stderr
+    warning = stderr.splitlines()[0]
+    assert warning.startswith("mcp-asgi: warning: 'mcp' is mounted at /tools/mcp in 'app' (FastAPI) in this file")
+    assert f"To serve the whole app: mcp-asgi run {path}:app --transport http" in warning
+    # A server that is not mounted anywhere gets no warning.
+    assert "warning" not in blocked_port_run(CLI_SERVER, "--transport", "http").stderr
+
+
+def test_dev_never_waits_at_the_npx_install_prompt(tmp_path):
+    # A stand-in npx that records how it was called and whether anything could answer a prompt.
+    record = tmp_path / "npx-args"
+    npx = tmp_path / "npx"
+    npx.write_text(
+        f'#!/bin/sh\necho "$@" > {record}\n'
+        f'if read answer; then echo "stdin: $answer"; else echo "stdin: eof"; fi >> {record}\n'
+    )
+    npx.chmod(0o755)
+    port = free_port()
+    with cli("dev", CLI_APP, "--port", str(port), env=child_env(PATH=f"{tmp_path}:/usr/bin:/bin")) as proc:
+        proc.wait_for_stderr("serving")
+        deadline = time.monotonic() + 10
+        while (record.read_text() if record.exists() else "").count("\n") < 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert proc.terminate_and_time() < 5
+    args, stdin = record.read_text().splitlines()
+    # --yes before the package: npx installs without asking.
+    assert args.split()[:2] == ["--yes", "@modelcontextprotocol/inspector"]
+    assert args.endswith(f"--server-url http://127.0.0.1:{port}/mcp")
+    # Its stdin is closed, so no other prompt can wait for an answer either.
+    assert stdin == "stdin: eof"

@@ -7,12 +7,16 @@ work; this module knows which methods and headers MCP needs.
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
+import re
 from collections.abc import Iterable
+from typing import Any
 
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 
-__all__ = ["MCP_ALLOW_HEADERS", "MCP_EXPOSE_HEADERS", "MCP_METHODS", "cors_middleware"]
+__all__ = ["MCP_ALLOW_HEADERS", "MCP_EXPOSE_HEADERS", "MCP_METHODS", "CORSOrigins", "cors_middleware", "cors_origins"]
 
 # GET opens the server-to-client SSE stream, DELETE ends a session.
 MCP_METHODS = ("GET", "POST", "DELETE", "OPTIONS")
@@ -83,3 +87,57 @@ def _unique(names: tuple[str, ...]) -> list[str]:
     for name in names:
         seen.setdefault(name.lower(), name)
     return list(seen.values())
+
+
+@dataclasses.dataclass(frozen=True)
+class CORSOrigins:
+    """The browser origins an app's CORS middleware allows, for the Host/Origin guard to allow too.
+
+    Only explicit entries count: `allow_origins=["*"]` says "any page may read my answers",
+    which suits a public API but, adopted by the guard, would let every website the user visits
+    drive a server on their machine; the DNS-rebinding protection stays on and `wildcard` lets
+    the guard's refusal explain why. An `allow_origin_regex` is adopted: it is written for the
+    origins it names, and Starlette matches it the same way (`fullmatch`).
+    """
+
+    exact: frozenset[str] = frozenset()
+    patterns: tuple[re.Pattern[str], ...] = ()
+    wildcard: bool = False
+
+    def allows(self, origin: str) -> bool:
+        """Whether the CORS middleware would answer `origin` (exact string or regex, as Starlette)."""
+        return origin in self.exact or any(pattern.fullmatch(origin) for pattern in self.patterns)
+
+
+def cors_origins(middleware: Iterable[Middleware]) -> CORSOrigins:
+    """The origins allowed by the `CORSMiddleware` entries (including `cors_middleware()`) of `middleware`."""
+    exact: set[str] = set()
+    patterns: list[re.Pattern[str]] = []
+    wildcard = False
+    for entry in middleware:
+        if not (inspect.isclass(entry.cls) and issubclass(entry.cls, CORSMiddleware)):
+            continue
+        options = _cors_options(entry)
+        origins = options.get("allow_origins") or ()
+        for origin in [origins] if isinstance(origins, str) else origins:
+            if origin == "*":
+                wildcard = True
+            elif isinstance(origin, str):
+                exact.add(origin)
+        regex = options.get("allow_origin_regex")
+        if isinstance(regex, str):
+            patterns.append(re.compile(regex))
+    return CORSOrigins(frozenset(exact), tuple(patterns), wildcard)
+
+
+def _cors_options(entry: Middleware) -> dict[str, Any]:
+    # Options may be given by position too (`Middleware(CORSMiddleware, ["https://a.example"])`).
+    try:
+        signature = inspect.signature(entry.cls)
+        options = dict(signature.bind_partial(None, *entry.args, **entry.kwargs).arguments)
+    except (TypeError, ValueError):  # a subclass with its own signature: keywords are all we can read
+        return dict(entry.kwargs)
+    for parameter in signature.parameters.values():
+        if parameter.kind is parameter.VAR_KEYWORD:
+            options.update(options.pop(parameter.name, {}))
+    return options

@@ -12,15 +12,19 @@ address, so a server deployed behind a public name is not affected by default.
 
 from __future__ import annotations
 
+import copy
 import functools
 import ipaddress
 import re
 from collections.abc import Sequence
 from urllib.parse import urlsplit
 
+from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from mcp_asgi.asgi.cors import CORSOrigins
 from mcp_asgi.protocol.jsonrpc import INVALID_REQUEST, MCPError
+from mcp_asgi.transports.http_common import REPEATED_HEADERS
 
 __all__ = ["HostOriginGuard"]
 
@@ -45,13 +49,16 @@ class HostOriginGuard:
     A list given is always enforced. Host entries are `host`, `host:port`, `host:*`,
     `*.example.com` or `"*"`; origin entries are `scheme://host[:port]` with the same
     wildcards, or `"*"`. Without `allowed_origins`, an `Origin` passes when its host part
-    passes `allowed_hosts`.
+    passes `allowed_hosts`. The origins the app's CORS middleware allows (`cors`) pass too,
+    so a browser origin is configured in one place.
     """
 
     def __init__(
         self,
         allowed_hosts: Sequence[str] | None = None,
         allowed_origins: Sequence[str] | None = None,
+        *,
+        cors: CORSOrigins | None = None,
     ) -> None:
         self.allowed_hosts = _string_list(allowed_hosts, "allowed_hosts")
         self.allowed_origins = _string_list(allowed_origins, "allowed_origins")
@@ -62,9 +69,14 @@ class HostOriginGuard:
         self._any_host = self.allowed_hosts is not None and "*" in self.allowed_hosts
         self._any_origin = self.allowed_origins is not None and "*" in self.allowed_origins
         self._loopback_servers: dict[object, bool] = {}
+        self._cors = cors if cors is not None and (cors.exact or cors.patterns) else None
+        self._cors_wildcard = cors is not None and cors.wildcard
 
     def check(self, scope: Scope, headers: dict[str, str]) -> MCPError | None:
-        """The 403 error to answer with, or None when the request may proceed."""
+        """The 403 (or 400) error to answer with, or None when the request may proceed."""
+        repeated = headers.get(REPEATED_HEADERS)
+        if repeated is not None:
+            return _rejected_repeats(repeated)
         host = headers.get("host")
         origin = headers.get("origin")
         if self._host_rules is not None and self._origin_rules is not None:
@@ -72,7 +84,8 @@ class HostOriginGuard:
             if not self._any_host and not _host_allowed(self._host_rules, host, scope):
                 return _rejected_host(host, listed=True)
             if origin is not None and not self._any_origin and not _origin_allowed(self._origin_rules, origin):
-                return _rejected_origin(origin, listed=True)
+                if self._cors is None or not self._cors.allows(origin):
+                    return self._refuse_origin(origin, listed=True)
             return None
         loopback = self._on_loopback(scope)
         if self._host_rules is not None:
@@ -80,17 +93,26 @@ class HostOriginGuard:
                 return _rejected_host(host, listed=True)
         elif loopback and not _is_loopback_name(_host_and_port(host)[0] if host is not None else None):
             return _rejected_host(host, listed=False)
-        if origin is None:
+        if origin is None or (self._cors is not None and self._cors.allows(origin)):
             return None
         if self._origin_rules is not None:
             if not self._any_origin and not _origin_allowed(self._origin_rules, origin):
-                return _rejected_origin(origin, listed=True)
+                return self._refuse_origin(origin, listed=True)
         elif self._host_rules is not None:
             if not self._any_host and not _origin_host_allowed(self._host_rules, origin):
-                return _rejected_origin(origin, listed=True)
+                return self._refuse_origin(origin, listed=True)
         elif loopback and not _is_loopback_name(_origin_parts(origin)[1]):
-            return _rejected_origin(origin, listed=False)
+            return self._refuse_origin(origin, listed=False)
         return None
+
+    def _refuse_origin(self, origin: str, *, listed: bool) -> MCPError:
+        error = _rejected_origin(origin, listed=listed)
+        if self._cors_wildcard:
+            error.message += (
+                " The CORS middleware's allow_origins=['*'] does not lift this check: list the origin there "
+                "(or in allowed_origins) to let its pages call this server."
+            )
+        return error
 
     def _on_loopback(self, scope: Scope) -> bool:
         server = scope.get("server")
@@ -288,6 +310,20 @@ def _rejected_host(value: str | None, *, listed: bool) -> MCPError:
     return MCPError(INVALID_REQUEST, f"{what}: {why}. {fix}", http_status=403)
 
 
+def _rejected_repeats(names: str) -> MCPError:
+    # 400, not 403: the request is malformed rather than refused (RFC 9112 section 3.2 asks for 400
+    # when Host is repeated; RFC 6454 allows one Origin). Refused on every server, not only on
+    # localhost: each layer picks its own copy (Starlette the first, `header_map` the last), so a
+    # CORS middleware, a proxy and this guard could each approve a different origin.
+    shown = " and ".join(name.title() for name in names.split(", "))
+    return MCPError(
+        INVALID_REQUEST,
+        f"Bad request: more than one {shown} header; send exactly one "
+        "(repeated Host/Origin headers are refused as DNS rebinding protection)",
+        http_status=400,
+    )
+
+
 def _rejected_origin(value: str, *, listed: bool) -> MCPError:
     what = f"Forbidden: Origin header {value!r} is not allowed"
     if listed:
@@ -313,3 +349,10 @@ def guarded(guard: HostOriginGuard, app: ASGIApp) -> ASGIApp:
         await app(scope, receive, send)
 
     return guarded_app
+
+
+def guarded_route(guard: HostOriginGuard, route: Route) -> Route:
+    """A copy of `route` whose endpoint sits behind the guard (the original may serve other apps)."""
+    copied = copy.copy(route)
+    copied.app = guarded(guard, route.app)
+    return copied

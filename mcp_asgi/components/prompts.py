@@ -8,6 +8,7 @@ from typing import Any
 import pydantic
 
 from mcp_asgi.components.content import to_content
+from mcp_asgi.components.errors import call_user_code
 from mcp_asgi.components.signature import (
     FunctionArguments,
     callable_name,
@@ -55,8 +56,10 @@ class Prompt:
         icons: list[dict[str, Any]] | None = None,
         meta: dict[str, Any] | None = None,
         localns: dict[str, Any] | None = None,
+        mask_error_details: bool = False,
     ) -> None:
         self.fn = fn
+        self.mask_error_details = mask_error_details
         self.name = name or callable_name(fn)
         self.arguments = FunctionArguments(fn, model_name=f"{self.name}_prompt_arguments", localns=localns)
         self.description = description if description is not None else docstring_description(fn)
@@ -81,7 +84,8 @@ class Prompt:
             raise invalid_params(
                 f"Invalid arguments for prompt '{self.name}': {describe_validation_error(exc)}"
             ) from None
-        value = await self.arguments.call(kwargs, context)
+        what = f"Error rendering prompt '{self.name}'"
+        value = await call_user_code(self.arguments.call, kwargs, context, what=what, mask=self.mask_error_details)
         items = value if isinstance(value, (list, tuple)) else [value]
         result: dict[str, Any] = {"messages": [_message(item) for item in items]}
         if self.description:

@@ -10,6 +10,7 @@ from typing import Any
 import pydantic
 
 from mcp_asgi.components.content import to_json_text
+from mcp_asgi.components.errors import call_user_code
 from mcp_asgi.components.signature import (
     FunctionArguments,
     callable_name,
@@ -62,8 +63,10 @@ class _ResourceBase:
         meta: dict[str, Any] | None,
         size: int | None = None,
         localns: dict[str, Any] | None = None,
+        mask_error_details: bool = False,
     ) -> None:
         self.fn = fn
+        self.mask_error_details = mask_error_details
         self.uri = uri
         self.name = name or callable_name(fn)
         self.mime_type = mime_type
@@ -91,7 +94,9 @@ class _ResourceBase:
             kwargs = self.arguments.validate(arguments)
         except pydantic.ValidationError as exc:
             raise invalid_params(f"Invalid parameters for resource {uri}: {describe_validation_error(exc)}") from None
-        value = await self.arguments.call(kwargs, context)
+        value = await call_user_code(
+            self.arguments.call, kwargs, context, what=f"Error reading resource '{uri}'", mask=self.mask_error_details
+        )
         return _contents(uri, value, self.mime_type)
 
 

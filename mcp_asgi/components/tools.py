@@ -12,14 +12,13 @@ from typing import Any
 import pydantic
 
 from mcp_asgi.components.content import Audio, File, Image, to_content, to_json_text, to_jsonable
+from mcp_asgi.components.errors import PASS_THROUGH, failure_text
 from mcp_asgi.components.signature import (
     FunctionArguments,
     callable_name,
     describe_validation_error,
     docstring_description,
 )
-from mcp_asgi.protocol.jsonrpc import MCPError
-from mcp_asgi.protocol.mrtr import InputRequired
 from mcp_asgi.protocol.param_headers import param_headers
 
 logger = logging.getLogger("mcp_asgi")
@@ -67,6 +66,9 @@ def _wants_wrapped(annotation: Any) -> bool | None:
 
 class Tool:
     """A registered tool. `definition` is what `tools/list` serves."""
+
+    # Set by the server that registers it (`MCPServer(mask_error_details=...)`).
+    mask_error_details = False
 
     def __init__(
         self,
@@ -134,19 +136,21 @@ class Tool:
             return error_result(f"Invalid arguments for tool '{self.name}': {describe_validation_error(exc)}")
         try:
             value = await self.arguments.call(kwargs, context)
-        except (MCPError, InputRequired):
+        except PASS_THROUGH:
             # Protocol outcomes (missing capability, input required) are not tool failures.
             raise
         except ToolError as exc:
             return error_result(str(exc))
         except Exception as exc:
             logger.exception("Tool %r raised", self.name)
-            return error_result(f"Error executing tool {self.name}: {exc}" if str(exc) else type(exc).__name__)
+            return error_result(failure_text(f"Error calling tool '{self.name}'", exc, mask=self.mask_error_details))
         try:
             return self.to_result(value, structured=structured)
         except Exception as exc:
+            # The conversion error may quote the value, which is as private as an exception's text.
             logger.exception("Tool %r returned a value that could not be converted", self.name)
-            return error_result(f"Tool {self.name} returned an unusable value: {exc}")
+            what = f"Error calling tool '{self.name}': it returned an unusable value"
+            return error_result(failure_text(what, exc, mask=self.mask_error_details))
 
     def to_result(self, value: Any, *, structured: bool = True) -> dict[str, Any]:
         if isinstance(value, ToolResult):

@@ -17,9 +17,33 @@ SSE_HEADERS = [
 JSON_CONTENT_TYPE = (b"content-type", b"application/json")
 
 
+# Headers that must appear at most once (RFC 9110 `Host`, RFC 6454 `Origin`): when either is
+# repeated, `header_map` lists it under this key. A space cannot occur in a header name, so no
+# real header collides with it.
+REPEATED_HEADERS = " repeated"
+_SINGLE_HEADERS = (b"host", b"origin")
+
+
 def header_map(scope: Scope) -> dict[str, str]:
-    """Request headers by lower-case name (ASGI already lower-cases them); later repeats win."""
-    return {name.decode("latin-1"): value.decode("latin-1") for name, value in scope["headers"]}
+    """Request headers by lower-case name (ASGI already lower-cases them); later repeats win.
+
+    A repeated `Host` or `Origin` is noted under `REPEATED_HEADERS` for the Host/Origin guard.
+    """
+    raw = scope["headers"]
+    if not isinstance(raw, (list, tuple)):
+        raw = scope["headers"] = list(raw)
+    headers = {name.decode("latin-1"): value.decode("latin-1") for name, value in raw}
+    if len(headers) != len(raw):
+        # Some name is repeated (rare: the common path pays one length comparison). Only now
+        # look for the two names whose repeats matter.
+        seen: list[bytes] = []
+        for name, _ in raw:
+            if name in _SINGLE_HEADERS:
+                seen.append(name)
+        repeated = [name.decode() for name in _SINGLE_HEADERS if seen.count(name) > 1]
+        if repeated:
+            headers[REPEATED_HEADERS] = ", ".join(repeated)
+    return headers
 
 
 def media_types(value: str) -> set[str]:

@@ -99,3 +99,41 @@ def test_arguments_are_checked() -> None:
         cors_middleware(["*"], allow_credentials=True)
     with pytest.raises(ValueError, match="`max_age`"):
         cors_middleware([ORIGIN], max_age=-1)
+
+
+# What the Host/Origin guard adopts from CORS middleware.
+
+
+def test_cors_origins_reads_keywords_positions_and_the_preset() -> None:
+    from starlette.middleware import Middleware
+
+    from mcp_asgi.asgi.cors import cors_origins
+
+    class Logging:
+        def __init__(self, app: Any, allow_origins: Any = ("https://not.cors.example",)) -> None:
+            self.app = app
+
+    found = cors_origins(
+        [
+            Middleware(Logging),
+            Middleware(CORSMiddleware, ["https://positional.example"]),
+            Middleware(
+                CORSMiddleware, allow_origins=["*", "https://keyword.example"], allow_origin_regex=r"https://.*"
+            ),
+            cors_middleware([ORIGIN]),
+        ]
+    )
+    # Logging's own `allow_origins` is not CORS: not adopted.
+    assert found.exact == {"https://positional.example", "https://keyword.example", ORIGIN}
+    assert found.wildcard is True
+    assert found.allows("https://anything") and not found.allows("http://plain.example")
+
+
+def test_cors_origins_match_exactly_as_starlette_does() -> None:
+    from mcp_asgi.asgi.cors import cors_origins
+
+    found = cors_origins([cors_middleware([ORIGIN])])
+    assert found.allows(ORIGIN)
+    # CORSMiddleware compares strings: another spelling of the origin gets no CORS headers either.
+    assert not found.allows(ORIGIN.upper()) and not found.allows(ORIGIN + ":443") and not found.allows(ORIGIN + "/")
+    assert cors_origins([]).exact == frozenset() and not cors_origins([]).wildcard
