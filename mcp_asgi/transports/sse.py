@@ -85,13 +85,14 @@ class SSEEndpoint:
         if scope["method"] != "GET":
             await send_error(send, _not_allowed(scope["method"], "GET"), headers=[(b"allow", b"GET")])
             return
+        session = SessionRecord(session_id=new_session_id())
         try:
             await self.server.ensure_started(scope)
+            # A full store refuses with 503 before the stream opens.
+            await self.sessions.create(session)
         except MCPError as error:
             await send_error(send, error)
             return
-        session = SessionRecord(session_id=new_session_id())
-        await self.sessions.create(session)
         inbox = self.broker.listen(session.session_id)
         lock = anyio.Lock()
 
