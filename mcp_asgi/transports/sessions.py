@@ -42,11 +42,13 @@ class SessionRecord:
     created_at: float = field(default_factory=time.monotonic)
     last_active: float = field(default_factory=time.monotonic)
 
-    # Limits on what a client can make a record hold; set them on the class to change them.
+    # Limits on what a client can make a record hold; set them on the class to change them. Together
+    # they keep a record under about 220 KB however hostile its client (real clients declare a few
+    # hundred bytes and subscribe to a handful of URIs), which times `max_sessions` bounds the store.
     max_capabilities_bytes: ClassVar[int] = 4096
     max_capability_keys: ClassVar[int] = 32
-    max_subscriptions: ClassVar[int] = 1000
-    max_uri_length: ClassVar[int] = 4096
+    max_subscriptions: ClassVar[int] = 100
+    max_uri_length: ClassVar[int] = 2048
 
     def adopt_client(self, capabilities: Any, client_info: Any) -> None:
         """Record what `initialize` declared, trimmed to what the server uses and capped in size.
