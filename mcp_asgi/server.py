@@ -28,6 +28,7 @@ from mcp_asgi.protocol.notifications import ChangeHub
 from mcp_asgi.transports.events import EventStore
 from mcp_asgi.transports.sessions import SessionStore
 from mcp_asgi.transports.streamable_http import StreamableHTTPEndpoint
+from mcp_asgi.transports.sweeper import SessionSweeper
 
 F = TypeVar("F", bound=Callable[..., Any])
 logger = logging.getLogger("mcp_asgi")
@@ -182,6 +183,8 @@ class MCPServer:
         self.keepalive_interval = 15.0
         # Signs 2026-07-28 requestState; share `state_secret` between workers.
         self._state_codec = RequestStateCodec(state_secret)
+        # Drops idle sessions of every app built by http_app() while the lifespan runs.
+        self._sweeper = SessionSweeper()
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r})"
@@ -365,15 +368,16 @@ class MCPServer:
     # Lifespan.
     @contextlib.asynccontextmanager
     async def _run_lifespan(self, app: Any) -> AsyncIterator[dict[str, Any]]:
-        try:
-            if self._user_lifespan is None:
-                yield {}
-                return
-            async with self._user_lifespan(self) as state:
-                yield dict(state) if isinstance(state, dict) else ({} if state is None else {"lifespan": state})
-        finally:
-            # Shutting down: end open notification streams so nothing holds the server open.
-            self._hub.close()
+        async with self._sweeper.running():
+            try:
+                if self._user_lifespan is None:
+                    yield {}
+                    return
+                async with self._user_lifespan(self) as state:
+                    yield dict(state) if isinstance(state, dict) else ({} if state is None else {"lifespan": state})
+            finally:
+                # Shutting down: end open notification streams so nothing holds the server open.
+                self._hub.close()
 
     @property
     def lifespan_state(self) -> dict[str, Any]:
@@ -409,11 +413,13 @@ class MCPServer:
         allowed_origins: Sequence[str] | None = None,
         event_store: EventStore | None = None,
         sse_retry_interval: float = 1.0,
+        body_timeout: float = 30.0,
     ) -> MCPApp:
         """A Starlette app serving this server; mount it anywhere or run it with uvicorn.
 
         `transport="sse"` serves the legacy HTTP+SSE transport instead: the stream at
-        `path` (default `/sse`) and the message endpoint at `message_path`.
+        `path` (default `/sse`) and the message endpoint at `message_path`. A request
+        body that has not fully arrived `body_timeout` seconds after its headers gets 408.
         """
         if transport not in (*HTTP_TRANSPORTS, "sse"):
             raise ValueError(f"`transport` must be one of {', '.join(HTTP_TRANSPORTS)}, sse; got {transport!r}")
@@ -439,6 +445,7 @@ class MCPServer:
                 keepalive_interval=keepalive_interval,
                 max_body_size=max_body_size,
                 guard=guard,
+                body_timeout=body_timeout,
             )
         else:
             endpoint = StreamableHTTPEndpoint(
@@ -451,8 +458,10 @@ class MCPServer:
                 guard=guard,
                 event_store=event_store,
                 sse_retry_interval=sse_retry_interval,
+                body_timeout=body_timeout,
             )
             routes = [EndpointRoute(path, endpoint, name="mcp")]
+        self._sweeper.watch(endpoint.sessions)
         routes = [*routes, *(guarded_route(guard, r) if guarded else r for r, guarded in self._custom_routes)]
         app = MCPApp(debug=debug, routes=routes, middleware=list(middleware or ()), lifespan=self._lifespan)
         app.mcp_server = self

@@ -244,10 +244,7 @@ class ProtocolCore:
         session = call.session
         if session is not None:
             session.protocol_version = revision.version
-            capabilities = call.params.get("capabilities")
-            session.client_capabilities = capabilities if isinstance(capabilities, dict) else {}
-            client_info = call.params.get("clientInfo")
-            session.client_info = client_info if isinstance(client_info, dict) else None
+            session.adopt_client(call.params.get("capabilities"), call.params.get("clientInfo"))
             call.session_changed = True
         result: dict[str, Any] = {
             "protocolVersion": revision.version,
@@ -325,8 +322,7 @@ class ProtocolCore:
 
     async def _subscribe(self, call: Call) -> dict[str, Any]:
         uri = _require_str(call.params, "uri", "resources/subscribe")
-        if call.session is not None and uri not in call.session.subscriptions:
-            call.session.subscriptions.add(uri)
+        if call.session is not None and call.session.subscribe(uri):
             call.session_changed = True
         return {}
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import anyio
 from starlette.types import Receive, Scope, Send
 
 from mcp_asgi.protocol.jsonrpc import INVALID_REQUEST, MCPError, encode, error_response
@@ -15,6 +16,8 @@ SSE_HEADERS = [
     (b"connection", b"keep-alive"),
 ]
 JSON_CONTENT_TYPE = (b"content-type", b"application/json")
+# Seconds a client has to send its whole request body once its headers arrived.
+BODY_TIMEOUT = 30.0
 
 
 # Headers that must appear at most once (RFC 9110 `Host`, RFC 6454 `Origin`): when either is
@@ -62,10 +65,24 @@ def is_json_content_type(value: str | None) -> bool:
     return value is not None and value.split(";", 1)[0].strip().lower() == "application/json"
 
 
-async def read_body(receive: Receive, limit: int, declared: str | None) -> bytes:
-    """The whole request body; 413 past `limit` bytes."""
+async def read_body(receive: Receive, limit: int, declared: str | None, timeout: float | None = BODY_TIMEOUT) -> bytes:
+    """The whole request body; 413 past `limit` bytes, 408 if it takes longer than `timeout` seconds.
+
+    The deadline covers the whole body, not each chunk: a client trickling a byte
+    at a time must not hold a connection and a task open forever.
+    """
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise MCPError(INVALID_REQUEST, f"Request body larger than {limit} bytes", http_status=413)
+    if timeout is None:
+        return await _read_chunks(receive, limit)
+    with anyio.move_on_after(timeout):
+        return await _read_chunks(receive, limit)
+    raise MCPError(
+        INVALID_REQUEST, f"Request Timeout: the request body did not arrive within {timeout:g} s", http_status=408
+    )
+
+
+async def _read_chunks(receive: Receive, limit: int) -> bytes:
     chunks: list[bytes] = []
     size = 0
     while True:

@@ -3,14 +3,30 @@
 No task lives per session: answering a request loads the record, and a record
 is all there is. A shared store (Redis, later) can replace the in-memory one
 so that any worker answers any session.
+
+Everything a client can make a record hold is bounded: what `initialize`
+declares is copied in a trimmed form (`adopt_client`), subscriptions are
+capped in number and URI length, and the store itself is capped in records.
 """
 
 from __future__ import annotations
 
+import json
 import secrets
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
+
+from mcp_asgi.protocol.jsonrpc import INVALID_PARAMS, MCPError
+
+# The capabilities the server itself reads (presence checks before elicitation, sampling, roots),
+# then the other ones the spec defines; kept in this order while the size budget lasts.
+KNOWN_CAPABILITIES = ("elicitation", "sampling", "roots", "tasks", "experimental", "extensions")
+# clientInfo fields worth keeping for `ctx.client_info`, with their length caps (characters).
+CLIENT_INFO_FIELDS = {"name": 256, "version": 256, "title": 256, "description": 1024, "websiteUrl": 2048}
+# Error code of a refusal for lack of capacity: JSON-RPC's range for implementation-defined server errors.
+SERVER_BUSY = -32000
 
 
 @dataclass
@@ -26,16 +42,129 @@ class SessionRecord:
     created_at: float = field(default_factory=time.monotonic)
     last_active: float = field(default_factory=time.monotonic)
 
+    # Limits on what a client can make a record hold; set them on the class to change them. Together
+    # they keep a record under about 220 KB however hostile its client (real clients declare a few
+    # hundred bytes and subscribe to a handful of URIs), which times `max_sessions` bounds the store.
+    max_capabilities_bytes: ClassVar[int] = 4096
+    max_capability_keys: ClassVar[int] = 32
+    max_subscriptions: ClassVar[int] = 100
+    max_uri_length: ClassVar[int] = 2048
+
+    def adopt_client(self, capabilities: Any, client_info: Any) -> None:
+        """Record what `initialize` declared, trimmed to what the server uses and capped in size.
+
+        A 4 MB `clientInfo` must not be held for the session's lifetime: only the
+        `Implementation` strings are kept (truncated), and the capabilities only as
+        far as `max_capabilities_bytes` of JSON allows.
+        """
+        limits = (self.max_capabilities_bytes, self.max_capability_keys)
+        self.client_capabilities = trim_capabilities(capabilities, *limits)
+        self.client_info = trim_client_info(client_info)
+
+    def subscribe(self, uri: str) -> bool:
+        """Add a `resources/subscribe` URI; False if already there. -32602 past the limits."""
+        if len(uri) > self.max_uri_length:
+            raise MCPError(
+                INVALID_PARAMS, f"Invalid params: a subscribed URI may be at most {self.max_uri_length} characters"
+            )
+        if uri in self.subscriptions:
+            return False
+        if len(self.subscriptions) >= self.max_subscriptions:
+            raise MCPError(
+                INVALID_PARAMS,
+                f"Invalid params: this session already has {self.max_subscriptions} subscriptions, the most "
+                "allowed; unsubscribe from some first",
+            )
+        self.subscriptions.add(uri)
+        return True
+
+
+def trim_client_info(client_info: Any) -> dict[str, Any] | None:
+    """The `Implementation` strings of a clientInfo, each truncated; icons and unknown keys dropped."""
+    if not isinstance(client_info, dict):
+        return None
+    kept: dict[str, Any] = {}
+    for key, limit in CLIENT_INFO_FIELDS.items():
+        value = client_info.get(key)
+        if isinstance(value, str):
+            # A truncated URL is a wrong URL: drop it instead.
+            if key != "websiteUrl" or len(value) <= limit:
+                kept[key] = value[:limit]
+    return kept
+
+
+def trim_capabilities(capabilities: Any, max_bytes: int, max_keys: int) -> dict[str, Any]:
+    """A bounded copy of declared client capabilities.
+
+    Presence of a top-level key is what declares a capability, so a known key is
+    always kept (as `{}` when its content does not fit the budget); other keys are
+    kept while the budget lasts. Values are copied to a small depth, objects and
+    scalars only, so no declaration can make the copy deep, wide or long.
+    """
+    if not isinstance(capabilities, dict):
+        return {}
+    order = [key for key in KNOWN_CAPABILITIES if key in capabilities]
+    order += [key for key in capabilities if key not in KNOWN_CAPABILITIES][: max(0, max_keys - len(order))]
+    kept: dict[str, Any] = {}
+    budget = max_bytes
+    for key in order:
+        value = capabilities[key]
+        if not isinstance(value, dict) or not isinstance(key, str) or len(key) > 128:
+            continue
+        copy = _bounded_copy(value, depth=4, width=max_keys)
+        size = len(key) + len(json.dumps(copy, ensure_ascii=False)) + 4
+        if size > budget:
+            if key not in KNOWN_CAPABILITIES or budget < len(key) + 6:
+                continue
+            copy, size = {}, len(key) + 6
+        kept[key] = copy
+        budget -= size
+    return kept
+
+
+def _bounded_copy(value: dict[str, Any], depth: int, width: int) -> dict[str, Any]:
+    """Objects down to `depth` levels, at most `width` keys each; booleans, numbers and short strings."""
+    copy: dict[str, Any] = {}
+    for key, item in value.items():
+        if len(copy) >= width:
+            break
+        if not isinstance(key, str) or len(key) > 128:
+            continue
+        if isinstance(item, dict):
+            copy[key] = _bounded_copy(item, depth - 1, width) if depth > 1 else {}
+        elif isinstance(item, (bool, int, float)) or item is None:
+            copy[key] = item
+        elif isinstance(item, str) and len(item) <= 256:
+            copy[key] = item
+    return copy
+
 
 def new_session_id() -> str:
     # Visible ASCII only, as the spec requires; 128 bits of randomness.
     return secrets.token_hex(16)
 
 
-class SessionStore(Protocol):
-    """Where session records live. All methods may be called from any worker."""
+def session_limit_reached(limit: int) -> MCPError:
+    """The refusal of a new session when the store is full: 503, existing sessions keep working."""
+    return MCPError(
+        SERVER_BUSY,
+        f"Server busy: the limit of {limit} open sessions is reached; try again later",
+        http_status=503,
+    )
 
-    async def create(self, record: SessionRecord) -> None: ...
+
+class SessionStore(Protocol):
+    """Where session records live. All methods may be called from any worker.
+
+    A store that expires idle records only when they are read may also offer
+    `async def sweep() -> int` (drop expired records now, return how many) and a
+    `sweep_interval` in seconds: the server then calls it in the background while
+    its lifespan runs. A store with its own TTL (Redis) needs neither.
+    """
+
+    async def create(self, record: SessionRecord) -> None:
+        """Store a new record; raise `MCPError(..., http_status=503)` when no more sessions fit."""
+        ...
 
     async def get(self, session_id: str) -> SessionRecord | None:
         """The record, or None if unknown, ended or expired."""
@@ -49,47 +178,83 @@ class SessionStore(Protocol):
 
 
 class InMemorySessionStore:
-    """Sessions in this process's memory; idle ones expire after `idle_timeout` seconds."""
+    """Sessions in this process's memory; idle ones expire after `idle_timeout` seconds.
 
-    def __init__(self, *, idle_timeout: float | None = 3600.0, max_sessions: int = 100_000) -> None:
+    At most `max_sessions` records: past that, a new session is refused with 503
+    (after reclaiming expired ones) and existing sessions are never evicted. Records
+    are kept in order of last activity, so reclaiming the expired ones costs only
+    as many steps as there are expired records, never a scan or a sort.
+    """
+
+    def __init__(
+        self,
+        *,
+        idle_timeout: float | None = 3600.0,
+        max_sessions: int = 100_000,
+        sweep_interval: float | None = None,
+    ) -> None:
+        if idle_timeout is not None and idle_timeout <= 0:
+            raise ValueError("`idle_timeout` must be a positive number of seconds, or None for no expiry")
+        if max_sessions < 1:
+            raise ValueError("`max_sessions` must be at least 1")
+        if sweep_interval is not None and sweep_interval <= 0:
+            raise ValueError("`sweep_interval` must be a positive number of seconds, or None for the default")
         self.idle_timeout = idle_timeout
         self.max_sessions = max_sessions
-        self._records: dict[str, SessionRecord] = {}
+        if sweep_interval is None and idle_timeout is not None:
+            # Often enough that an idle session outlives its timeout by at most a quarter of it.
+            sweep_interval = min(60.0, idle_timeout / 4)
+        # None: nothing expires, so there is nothing to sweep.
+        self.sweep_interval = sweep_interval
+        # Least recently active first: `get` moves a record to the end.
+        self._records: OrderedDict[str, SessionRecord] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._records)
 
     async def create(self, record: SessionRecord) -> None:
         if len(self._records) >= self.max_sessions:
-            self._sweep()
+            self._reclaim(time.monotonic())
+            if len(self._records) >= self.max_sessions:
+                raise session_limit_reached(self.max_sessions)
+        record.last_active = time.monotonic()
         self._records[record.session_id] = record
+        self._records.move_to_end(record.session_id)
 
     async def get(self, session_id: str) -> SessionRecord | None:
         record = self._records.get(session_id)
         if record is None:
             return None
         now = time.monotonic()
-        if self.idle_timeout is not None and now - record.last_active > self.idle_timeout:
+        if self._expired(record, now):
             del self._records[session_id]
             return None
         record.last_active = now
+        self._records.move_to_end(session_id)
         return record
 
     async def save(self, record: SessionRecord) -> None:
-        # The record handed out by get() is the stored object itself.
-        self._records[record.session_id] = record
+        # The record handed out by get() is the stored object itself; a record that expired or was
+        # deleted meanwhile stays gone (saving is no way to create a session past the cap).
+        if record.session_id in self._records:
+            self._records[record.session_id] = record
 
     async def delete(self, session_id: str) -> bool:
         return self._records.pop(session_id, None) is not None
 
-    def _sweep(self) -> None:
-        """Drop expired sessions; if still full, the least recently active ones."""
-        now = time.monotonic()
-        if self.idle_timeout is not None:
-            for sid in [s for s, r in self._records.items() if now - r.last_active > self.idle_timeout]:
-                del self._records[sid]
-        overflow = len(self._records) - self.max_sessions + 1
-        if overflow > 0:
-            oldest = sorted(self._records.values(), key=lambda r: r.last_active)[:overflow]
-            for record in oldest:
-                del self._records[record.session_id]
+    async def sweep(self) -> int:
+        """Drop the expired records now; how many were dropped."""
+        return self._reclaim(time.monotonic())
+
+    def _expired(self, record: SessionRecord, now: float) -> bool:
+        return self.idle_timeout is not None and now - record.last_active > self.idle_timeout
+
+    def _reclaim(self, now: float) -> int:
+        dropped = 0
+        while self._records:
+            oldest = next(iter(self._records.values()))
+            if not self._expired(oldest, now):
+                break
+            del self._records[oldest.session_id]
+            dropped += 1
+        return dropped

@@ -22,7 +22,15 @@ from mcp_asgi.asgi.security import HostOriginGuard, guarded
 from mcp_asgi.protocol.jsonrpc import INVALID_REQUEST, MCPError, classify, decode, request_id_of
 from mcp_asgi.transports.broker import InProcessBroker
 from mcp_asgi.transports.conversation import Conversation
-from mcp_asgi.transports.http_common import SSE_HEADERS, SSE_KEEPALIVE, read_body, send_bytes, send_error, sse_event
+from mcp_asgi.transports.http_common import (
+    BODY_TIMEOUT,
+    SSE_HEADERS,
+    SSE_KEEPALIVE,
+    read_body,
+    send_bytes,
+    send_error,
+    sse_event,
+)
 from mcp_asgi.transports.sessions import InMemorySessionStore, SessionRecord, SessionStore, new_session_id
 
 if TYPE_CHECKING:
@@ -50,7 +58,11 @@ class SSEEndpoint:
         broker: InProcessBroker | None = None,
         keepalive_interval: float = 15.0,
         max_body_size: int = 4 * 1024 * 1024,
+        body_timeout: float = BODY_TIMEOUT,
     ) -> None:
+        if body_timeout <= 0:
+            raise ValueError(f"`body_timeout` must be a positive number of seconds; got {body_timeout!r}")
+        self.body_timeout = body_timeout
         if not message_path.startswith("/"):
             raise ValueError(f"`message_path` must start with '/', got {message_path!r}")
         if keepalive_interval <= 0:
@@ -73,13 +85,14 @@ class SSEEndpoint:
         if scope["method"] != "GET":
             await send_error(send, _not_allowed(scope["method"], "GET"), headers=[(b"allow", b"GET")])
             return
+        session = SessionRecord(session_id=new_session_id())
         try:
             await self.server.ensure_started(scope)
+            # A full store refuses with 503 before the stream opens.
+            await self.sessions.create(session)
         except MCPError as error:
             await send_error(send, error)
             return
-        session = SessionRecord(session_id=new_session_id())
-        await self.sessions.create(session)
         inbox = self.broker.listen(session.session_id)
         lock = anyio.Lock()
 
@@ -149,14 +162,16 @@ class SSEEndpoint:
                 )
             headers = dict(scope["headers"])
             declared = headers.get(b"content-length")
-            body = await read_body(receive, self.max_body_size, declared.decode() if declared else None)
+            body = await read_body(
+                receive, self.max_body_size, declared.decode() if declared else None, self.body_timeout
+            )
             message = decode(body)
             try:
                 classify(message)
             except MCPError as error:
                 error.http_status = 400
                 raise
-            if not await self.broker.publish(session_id, message):
+            if not await self.broker.publish(session_id, message, size=len(body)):
                 if self.broker.has_listener(session_id):
                     raise MCPError(
                         INVALID_REQUEST, "Too many messages waiting for this session; retry", http_status=503
@@ -182,6 +197,7 @@ def build_sse_routes(
     keepalive_interval: float = 15.0,
     max_body_size: int = 4 * 1024 * 1024,
     guard: HostOriginGuard | None = None,
+    body_timeout: float = BODY_TIMEOUT,
 ) -> tuple[SSEEndpoint, list[BaseRoute]]:
     """The endpoint and routes `http_app(transport="sse")` serves."""
     from mcp_asgi.server import EndpointRoute
@@ -196,6 +212,7 @@ def build_sse_routes(
         session_store=session_store,
         keepalive_interval=keepalive_interval,
         max_body_size=max_body_size,
+        body_timeout=body_timeout,
     )
     stream, messages = endpoint.stream, endpoint.messages
     if guard is not None:

@@ -42,6 +42,7 @@ from mcp_asgi.protocol.versions import LEGACY_VERSIONS, MODERN_VERSIONS, NAMED_M
 from mcp_asgi.transports.broker import InProcessBroker
 from mcp_asgi.transports.events import EventStore, InMemoryEventStore, ResumableReply, resume_stream
 from mcp_asgi.transports.http_common import (
+    BODY_TIMEOUT,
     SSE_HEADERS,
     SSE_KEEPALIVE,
     accepts,
@@ -132,9 +133,13 @@ class StreamableHTTPEndpoint:
         guard: HostOriginGuard | None = None,
         event_store: EventStore | None = None,
         sse_retry_interval: float = 1.0,
+        body_timeout: float = BODY_TIMEOUT,
     ) -> None:
         if sse_retry_interval < 0:
             raise ValueError(f"`sse_retry_interval` must be >= 0 seconds; got {sse_retry_interval!r}")
+        if body_timeout <= 0:
+            raise ValueError(f"`body_timeout` must be a positive number of seconds; got {body_timeout!r}")
+        self.body_timeout = body_timeout
         self.server = server
         self.guard = guard
         self.json_response = json_response
@@ -185,7 +190,7 @@ class StreamableHTTPEndpoint:
                     "Not Acceptable: the Accept header must list application/json and text/event-stream",
                     http_status=406,
                 )
-            body = await read_body(receive, self.max_body_size, headers.get("content-length"))
+            body = await read_body(receive, self.max_body_size, headers.get("content-length"), self.body_timeout)
             message = decode(body)
             kind = classify(message)
             await self.server.ensure_started(scope)

@@ -1,0 +1,94 @@
+"""Background expiry of idle sessions, for stores that otherwise expire them only when read.
+
+A session nobody touches again would stay in an in-memory store until the
+process ends. The sweeper calls each store's `sweep()` every `sweep_interval`
+seconds while the server's lifespan runs. Stores without `sweep()` (one with a
+TTL of its own, like Redis) are left alone. Correctness never depends on it:
+stores still check expiry when a record is read and reclaim expired records
+before refusing a new session.
+"""
+
+from __future__ import annotations
+
+import logging
+import weakref
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+
+logger = logging.getLogger("mcp_asgi")
+
+# How often to look when a store offers `sweep()` but names no interval.
+DEFAULT_SWEEP_INTERVAL = 60.0
+
+
+class SessionSweeper:
+    """Calls `sweep()` on the session stores of one server, in the background, while it runs."""
+
+    def __init__(self) -> None:
+        # Weak: an app that was built and dropped must not keep its store alive through the server.
+        self._stores: weakref.WeakSet[Any] = weakref.WeakSet()
+        self._strong: list[Any] = []  # stores that cannot be weakly referenced
+        # How many runs (one per event loop) are sweeping now.
+        self.active = 0
+
+    def watch(self, store: Any) -> None:
+        """Sweep `store` from now on, if it has a `sweep()` (stores with their own TTL have none)."""
+        if not callable(getattr(store, "sweep", None)):
+            return
+        try:
+            self._stores.add(store)
+        except TypeError:
+            if not any(kept is store for kept in self._strong):
+                self._strong.append(store)
+
+    def stores(self) -> list[Any]:
+        return [*self._stores, *self._strong]
+
+    def interval(self) -> float:
+        """The shortest interval any watched store asks for."""
+        intervals = [getattr(store, "sweep_interval", DEFAULT_SWEEP_INTERVAL) for store in self.stores()]
+        return min((i for i in intervals if i is not None and i > 0), default=DEFAULT_SWEEP_INTERVAL)
+
+    async def sweep(self) -> int:
+        """Sweep every watched store once; how many sessions were dropped."""
+        dropped = 0
+        for store in self.stores():
+            if getattr(store, "sweep_interval", DEFAULT_SWEEP_INTERVAL) is None:
+                continue  # nothing in it expires
+            try:
+                dropped += await store.sweep() or 0
+            except Exception:
+                # A shared store may be briefly unreachable; the next round tries again.
+                logger.exception("Sweeping idle sessions from %r failed", store)
+        return dropped
+
+    @asynccontextmanager
+    async def running(self) -> AsyncIterator[None]:
+        """Sweep in the background until the block exits (the server's lifespan)."""
+        error: BaseException | None = None
+        async with anyio.create_task_group() as group:
+            group.start_soon(self._loop)
+            try:
+                yield
+            except BaseException as exc:
+                # Raised again below: out of the task group it would come out wrapped in an
+                # ExceptionGroup, and the host is owed its lifespan's original exception.
+                error = exc
+            finally:
+                group.cancel_scope.cancel()
+        if error is not None:
+            raise error
+
+    async def _loop(self) -> None:
+        self.active += 1
+        try:
+            while True:
+                await anyio.sleep(self.interval())
+                dropped = await self.sweep()
+                if dropped:
+                    logger.debug("Dropped %d idle sessions", dropped)
+        finally:
+            self.active -= 1
