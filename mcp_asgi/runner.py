@@ -83,10 +83,12 @@ async def run_async(
     configure_logging(log_level)
     app_options = {key: options.pop(key) for key in list(options) if key in APP_OPTIONS}
     if transport == "stdio":
+        # The one app option that means something here: the longest line (message) accepted.
+        max_line_size = app_options.pop("max_body_size", None)
         if options or app_options:
             unknown = ", ".join(sorted({*options, *app_options}))
             raise TypeError(f"stdio takes no HTTP options (got {unknown}); pass transport='http' to serve HTTP")
-        await serve_stdio(server, announce=announce)
+        await serve_stdio(server, announce=announce, max_line_size=max_line_size)
     else:
         await serve_http(
             server,
@@ -142,7 +144,7 @@ def _protocol_stdout() -> Iterator[BinaryIO]:
         os.close(protocol_fd)
 
 
-async def serve_stdio(server: MCPServer, *, announce: bool = True) -> None:
+async def serve_stdio(server: MCPServer, *, announce: bool = True, max_line_size: int | None = None) -> None:
     """Serve over stdin/stdout inside the server's lifespan; EOF or SIGTERM ends it."""
     from mcp_asgi.protocol.versions import SUPPORTED_VERSIONS
     from mcp_asgi.transports.stdio import StdioTransport
@@ -153,7 +155,8 @@ async def serve_stdio(server: MCPServer, *, announce: bool = True) -> None:
             await group.start(_cancel_on_signal, group.cancel_scope)
             if announce:
                 _say(f"serving {server.name!r} over stdio (protocol {', '.join(SUPPORTED_VERSIONS)})")
-            await StdioTransport(server, stdout=stdout).run()
+            limit = {} if max_line_size is None else {"max_line_size": max_line_size}
+            await StdioTransport(server, stdout=stdout, **limit).run()
             group.cancel_scope.cancel()
 
 

@@ -181,7 +181,7 @@ def _split_port(text: str, argument: str, entry: str) -> tuple[str, int | None]:
         raise ValueError(f"`{argument}` entry {entry!r} has no host name")
     if port_text is None or port_text == "*":
         return host.rstrip("."), None
-    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+    if not _is_port(port_text):
         raise ValueError(f"`{argument}` entry {entry!r} has an invalid port {port_text!r}; use a number or '*'")
     return host.rstrip("."), int(port_text)
 
@@ -209,9 +209,14 @@ def _host_and_port(value: str) -> tuple[str | None, int | None]:
         return None, None
     if not port_text:
         return host.rstrip("."), None
-    if not port_text.isdigit():
+    if not _is_port(port_text):
         return None, None
     return host.rstrip("."), int(port_text)
+
+
+def _is_port(text: str) -> bool:
+    """A TCP port written in ASCII digits (`str.isdigit` also accepts '²', which `int` refuses)."""
+    return 0 < len(text) <= 5 and text.isascii() and text.isdigit() and 0 < int(text) < 65536
 
 
 @functools.lru_cache(maxsize=512)

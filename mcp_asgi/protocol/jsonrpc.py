@@ -7,6 +7,8 @@ the whole dispatch of a trivial tool call, and the transports only need a few ke
 from __future__ import annotations
 
 import json
+import logging
+import re
 from typing import Any
 
 import pydantic_core
@@ -26,6 +28,15 @@ MISSING_CLIENT_CAPABILITY = -32021
 UNSUPPORTED_PROTOCOL_VERSION = -32022
 
 RequestId = str | int
+
+# How deeply a message may nest objects and arrays. Decoding is the one place that enforces it:
+# everything after it (argument validation, `requestState` digests, logging, encoding the reply,
+# which pydantic-core refuses past ~250 levels) recurses on the same structure, with less stack
+# left when the app sits behind middleware. 200 leaves room for an echoed value plus the reply's
+# envelope, and is far deeper than any tool argument a model writes.
+MAX_JSON_DEPTH = 200
+
+logger = logging.getLogger("mcp_asgi")
 
 
 class MCPError(Exception):
@@ -79,15 +90,78 @@ def request(request_id: RequestId, method: str, params: dict[str, Any] | None = 
 
 
 def decode(body: bytes | str) -> Any:
-    """Parse one message body; malformed JSON is a PARSE_ERROR with status 400."""
+    """Parse one message body; malformed or too deeply nested JSON is a PARSE_ERROR with status 400."""
     try:
-        return json.loads(body)
+        message = json.loads(body)
+    except RecursionError:
+        raise _too_deep() from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise MCPError(PARSE_ERROR, f"Parse error: {exc}", http_status=400) from None
+    # Nesting needs an opening bracket per level, so a body with few of them (all real
+    # requests) skips the exact scan; the counts run at C speed.
+    if len(body) > 2 * MAX_JSON_DEPTH and _openers(body) > MAX_JSON_DEPTH and _nesting_exceeds(body, MAX_JSON_DEPTH):
+        raise _too_deep()
+    return message
+
+
+def _too_deep() -> MCPError:
+    # -32700 rather than -32600: the parser refused the text, and past the interpreter's limit no
+    # object (hence no id) exists at all, so every too-deep body gets the same answer without an id.
+    return MCPError(PARSE_ERROR, f"Parse error: JSON nested deeper than {MAX_JSON_DEPTH} levels", http_status=400)
+
+
+def _openers(body: bytes | str) -> int:
+    if isinstance(body, str):
+        return body.count("[") + body.count("{")
+    return body.count(b"[") + body.count(b"{")
+
+
+_BRACKETS = bytes.maketrans(b"{}", b"[]")
+_NOT_BRACKETS = bytes(byte for byte in range(256) if byte not in b"[]{}")
+_RUNS = re.compile(rb"\[+|\]+")
+_OPEN = ord("[")
+
+
+def _nesting_exceeds(body: bytes | str, limit: int) -> bool:
+    """Whether valid JSON `body` nests deeper than `limit`, in time linear in its size.
+
+    Only for text `json.loads` accepted: strings are then well formed, so dropping escaped
+    backslashes and quotes leaves exactly the delimiting quotes.
+    """
+    if isinstance(body, str):
+        data = body.encode("utf-8", "surrogatepass")
+    else:
+        encoding = json.detect_encoding(body)
+        data = body
+        if not encoding.startswith("utf-8"):  # UTF-16/32, which json.loads also accepts
+            data = body.decode(encoding, "surrogatepass").encode("utf-8", "surrogatepass")
+    data = data.replace(b"\\\\", b"").replace(b'\\"', b"")
+    data = b"".join(data.split(b'"')[::2]).translate(_BRACKETS, _NOT_BRACKETS)
+    # Removing every empty "[]" lowers the depth by exactly one; a few such passes in C shrink
+    # wide documents (long lists of small objects) before the Python loop below.
+    peeled = 0
+    while peeled < limit:
+        shorter = data.replace(b"[]", b"")
+        if len(shorter) == len(data):
+            break
+        peeled += 1
+        barely_shrank = len(shorter) * 4 > len(data) * 3
+        data = shorter
+        if barely_shrank:
+            break
+    depth = peeled
+    for run in _RUNS.findall(data):
+        if run[0] == _OPEN:
+            depth += len(run)
+            if depth > limit:
+                return True
+        else:
+            depth -= len(run)
+    return False
 
 
 def encode(message: Any) -> bytes:
-    """Serialize one outgoing message.
+    """Serialize one outgoing message; never raises.
 
     pydantic-core's encoder is several times faster than `json.dumps` and also
     handles the values user code tends to return (datetimes, UUIDs, models).
@@ -95,7 +169,26 @@ def encode(message: Any) -> bytes:
     try:
         return pydantic_core.to_json(message)
     except pydantic_core.PydanticSerializationError:
+        pass
+    try:
         return json.dumps(message, default=str, ensure_ascii=False).encode()
+    except UnicodeEncodeError:
+        # A lone surrogate (client text like "\ud800" echoed back) has no UTF-8 form;
+        # escaped as \\ud800 it is still valid JSON and round-trips to the same string.
+        pass
+    except (RecursionError, ValueError, TypeError):
+        return _unencodable(message)
+    try:
+        return json.dumps(message, default=str).encode()
+    except (RecursionError, ValueError, TypeError):
+        return _unencodable(message)
+
+
+def _unencodable(message: Any) -> bytes:
+    """The error sent in place of a reply that has no JSON form (a circular or absurdly deep value)."""
+    logger.error("A reply could not be encoded as JSON (circular or too deeply nested); sent an error instead")
+    error = MCPError(INTERNAL_ERROR, "Internal error: the reply could not be encoded as JSON")
+    return pydantic_core.to_json(error_response(request_id_of(message), error))
 
 
 # Message kinds, as classified from a decoded body.

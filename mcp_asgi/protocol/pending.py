@@ -40,12 +40,19 @@ class PendingRequests:
 
     def answer(self, channel: Any, message: dict[str, Any]) -> bool:
         """Deliver a client's response; False if nothing was waiting for it."""
-        waiting = self._waiting.get((channel, message.get("id")))  # type: ignore[arg-type]
+        request_id = message.get("id")
+        # Only a JSON-RPC id can match one we sent; anything else (a list or an object is not even
+        # hashable) answers nothing, and must never fail the transport that received it.
+        if isinstance(request_id, bool) or not isinstance(request_id, (str, int)):
+            return False
+        waiting = self._waiting.get((channel, request_id))
         if waiting is None or waiting.done():
             return False
         error = message.get("error")
         if isinstance(error, dict):
-            code = error.get("code", INVALID_REQUEST)
+            code = error.get("code")
+            if isinstance(code, bool) or not isinstance(code, int):
+                code = INVALID_REQUEST
             waiting.set_exception(MCPError(code, str(error.get("message", "client error")), error.get("data")))
         else:
             waiting.set_result(message.get("result"))

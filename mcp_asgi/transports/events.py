@@ -65,6 +65,10 @@ class EventStore(Protocol):
         ...
 
 
+def _is_seq(text: str) -> bool:
+    return 0 < len(text) <= 20 and text.isascii() and text.isdigit()
+
+
 @dataclass(slots=True, eq=False)
 class _Stream:
     session_id: str
@@ -145,7 +149,9 @@ class InMemoryEventStore:
     async def read(self, session_id: str, last_event_id: str, timeout: float) -> Replay | None:
         stream_id, _, seq_text = last_event_id.rpartition(":")
         stream = self._streams.get(stream_id)
-        if stream is None or stream.session_id != session_id or not seq_text.isdigit():
+        # ASCII digits only: `str.isdigit` also accepts '²', which `int` refuses; and few enough of
+        # them that `int` never meets its limit on digit count.
+        if stream is None or stream.session_id != session_id or not _is_seq(seq_text):
             return None
         after = int(seq_text)
         if not self._readable(stream, after):

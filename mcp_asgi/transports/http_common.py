@@ -71,7 +71,7 @@ async def read_body(receive: Receive, limit: int, declared: str | None, timeout:
     The deadline covers the whole body, not each chunk: a client trickling a byte
     at a time must not hold a connection and a task open forever.
     """
-    if declared is not None and declared.isdigit() and int(declared) > limit:
+    if declared is not None and _declares_more_than(declared, limit):
         raise MCPError(INVALID_REQUEST, f"Request body larger than {limit} bytes", http_status=413)
     if timeout is None:
         return await _read_chunks(receive, limit)
@@ -80,6 +80,21 @@ async def read_body(receive: Receive, limit: int, declared: str | None, timeout:
     raise MCPError(
         INVALID_REQUEST, f"Request Timeout: the request body did not arrive within {timeout:g} s", http_status=408
     )
+
+
+def _declares_more_than(declared: str, limit: int) -> bool:
+    """Whether a Content-Length header announces more than `limit` bytes.
+
+    Only ASCII digits are a length (`str.isdigit` also accepts '²', which `int` refuses); one
+    longer than 18 digits is over any limit and is not handed to `int`, which refuses past 4300.
+    Anything else is left to the server, which must have framed the body somehow: the bytes
+    actually received are counted below either way.
+    """
+    declared = declared.strip()
+    if not (declared.isascii() and declared.isdigit()):
+        return False
+    declared = declared.lstrip("0")
+    return len(declared) > 18 or (declared != "" and int(declared) > limit)
 
 
 async def _read_chunks(receive: Receive, limit: int) -> bytes:

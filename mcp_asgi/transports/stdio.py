@@ -20,13 +20,27 @@ import anyio.from_thread
 import anyio.lowlevel
 from anyio.streams.memory import MemoryObjectSendStream
 
-from mcp_asgi.protocol.jsonrpc import MCPError, decode, encode, error_response
+from mcp_asgi.protocol.jsonrpc import (
+    INTERNAL_ERROR,
+    INVALID_REQUEST,
+    MCPError,
+    decode,
+    encode,
+    error_response,
+    request_id_of,
+)
 from mcp_asgi.transports.conversation import Conversation
 
 if TYPE_CHECKING:
     from mcp_asgi.server import MCPServer
 
 logger = logging.getLogger("mcp_asgi")
+
+
+# The same default as the HTTP body limit: one line is one message.
+DEFAULT_MAX_LINE_SIZE = 4 * 1024 * 1024
+# What the reader thread sends in place of a line longer than the limit (then dropped).
+_TOO_LONG = None
 
 
 def _chunks(source: BinaryIO) -> Iterator[bytes]:
@@ -40,26 +54,57 @@ def _chunks(source: BinaryIO) -> Iterator[bytes]:
     except (AttributeError, OSError, ValueError):
         fd = None
     while True:
-        chunk = os.read(fd, 65536) if fd is not None else source.readline()
+        # Bounded reads either way: an unbounded `readline()` would hold a whole hostile line.
+        chunk = os.read(fd, 65536) if fd is not None else source.readline(65536)
         if not chunk:
             return
         yield chunk
 
 
-def _read_lines(source: BinaryIO, sink: MemoryObjectSendStream[bytes], token: Any) -> None:
+def _lines(chunks: Iterator[bytes], max_line_size: int) -> Iterator[bytes | None]:
+    """Split chunks into lines in linear time; a line past `max_line_size` becomes one None.
+
+    The None comes as soon as the line grows past the limit, and the rest of that line
+    is skipped as it arrives, so memory stays bounded by the limit whatever the client sends.
+    """
+    parts: list[bytes] = []
+    size = 0
+    skipping = False
+    for chunk in chunks:
+        *ends, tail = chunk.split(b"\n")
+        for end in ends:
+            if skipping:
+                skipping = False
+            elif size + len(end) > max_line_size:
+                yield _TOO_LONG
+            else:
+                yield b"".join(parts) + end if parts else end
+            parts.clear()
+            size = 0
+        if tail and not skipping:
+            size += len(tail)
+            if size > max_line_size:
+                parts.clear()
+                size = 0
+                skipping = True
+                yield _TOO_LONG
+            else:
+                parts.append(tail)
+    if parts:
+        yield b"".join(parts)
+
+
+def _read_lines(
+    source: BinaryIO, sink: MemoryObjectSendStream[bytes | None], token: Any, max_line_size: int
+) -> None:
     """Feed lines from a blocking file to the event loop; runs in a daemon thread.
 
     A daemon thread rather than a worker thread: a read blocked on an idle stdin
     must not keep the process alive after SIGTERM.
     """
-    pending = b""
     try:
-        for chunk in _chunks(source):
-            *lines, pending = (pending + chunk).split(b"\n")
-            for line in lines:
-                anyio.from_thread.run(sink.send, line, token=token)
-        if pending:
-            anyio.from_thread.run(sink.send, pending, token=token)
+        for line in _lines(_chunks(source), max_line_size):
+            anyio.from_thread.run(sink.send, line, token=token)
     except Exception:  # the loop is gone (shutdown) or the stream broke: stop reading
         pass
     finally:
@@ -70,20 +115,33 @@ def _read_lines(source: BinaryIO, sink: MemoryObjectSendStream[bytes], token: An
 
 
 class StdioTransport:
-    """Serve one MCP client over a pair of byte streams (stdin and stdout by default)."""
+    """Serve one MCP client over a pair of byte streams (stdin and stdout by default).
 
-    def __init__(self, server: MCPServer, *, stdin: BinaryIO | None = None, stdout: BinaryIO | None = None) -> None:
+    A line longer than `max_line_size` bytes is answered with -32600 and skipped.
+    """
+
+    def __init__(
+        self,
+        server: MCPServer,
+        *,
+        stdin: BinaryIO | None = None,
+        stdout: BinaryIO | None = None,
+        max_line_size: int = DEFAULT_MAX_LINE_SIZE,
+    ) -> None:
+        if isinstance(max_line_size, bool) or not isinstance(max_line_size, int) or max_line_size < 1:
+            raise ValueError(f"`max_line_size` must be a positive number of bytes, got {max_line_size!r}")
         self.server = server
         self.stdin = stdin if stdin is not None else sys.stdin.buffer
         self.stdout = stdout if stdout is not None else sys.stdout.buffer
+        self.max_line_size = max_line_size
         self._write_lock = anyio.Lock()
 
     async def run(self) -> None:
         """Answer messages until the input ends; requests still running are let finish."""
-        sink, lines = anyio.create_memory_object_stream[bytes](16)
+        sink, lines = anyio.create_memory_object_stream[bytes | None](16)
         reader = threading.Thread(
             target=_read_lines,
-            args=(self.stdin, sink, anyio.lowlevel.current_token()),
+            args=(self.stdin, sink, anyio.lowlevel.current_token(), self.max_line_size),
             name="mcp-asgi stdin reader",
             daemon=True,
         )
@@ -92,16 +150,31 @@ class StdioTransport:
             conversation = Conversation(self.server, self.write, group, allow_modern=True)
             async with lines:
                 async for line in lines:
-                    if not line.strip():
-                        continue
-                    try:
-                        message = decode(line)
-                    except MCPError as error:
-                        await self.write(error_response(None, error))
-                        continue
-                    await conversation.receive(message)
+                    await self._receive(conversation, line)
             conversation.stop_following()
         logger.debug("stdin closed; stdio transport done")
+
+    async def _receive(self, conversation: Conversation, line: bytes | None) -> None:
+        if line is _TOO_LONG:
+            error = MCPError(INVALID_REQUEST, f"Invalid Request: message line longer than {self.max_line_size} bytes")
+            await self.write(error_response(None, error))
+            return
+        if not line.strip():
+            return
+        try:
+            message = decode(line)
+        except MCPError as error:
+            await self.write(error_response(None, error))
+            return
+        try:
+            await conversation.receive(message)
+        except Exception:
+            # One bad message must not end the process (and with it every other call of
+            # this client); the request itself, if any, is answered like any internal error.
+            logger.exception("Unexpected error handling a message over stdio")
+            request_id = request_id_of(message)
+            if request_id is not None and isinstance(message, dict) and "method" in message:
+                await self.write(error_response(request_id, MCPError(INTERNAL_ERROR, "Internal error")))
 
     async def write(self, message: dict[str, Any]) -> None:
         """Write one message as one line; the lock keeps concurrent replies from interleaving."""
