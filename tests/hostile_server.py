@@ -1,0 +1,51 @@
+"""A server for hostile-input tests: tools of several argument shapes, plus the shared demo ones."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+import httpx
+import pydantic
+
+from mcp_asgi import Context, Header, MCPServer
+from tests.servers import build_server
+
+
+class Item(pydantic.BaseModel):
+    name: str
+    quantity: int = 1
+    tags: list[str] = []
+
+
+def build_hostile_server() -> MCPServer:
+    mcp = build_server()
+
+    @mcp.tool
+    def echo(value: Any) -> Any:
+        """Return any JSON value as given."""
+        return value
+
+    @mcp.tool
+    def echo_text(text: str) -> str:
+        return text
+
+    @mcp.tool
+    def order(items: list[Item], mode: Literal["fast", "cheap"] = "fast", note: str | None = None) -> dict:
+        return {"count": sum(item.quantity for item in items), "mode": mode, "note": note}
+
+    @mcp.tool
+    def regional(region: Annotated[str, Header("Region")], limit: int = 3) -> str:
+        return f"{region}:{limit}"
+
+    @mcp.tool
+    async def ask_name(ctx: Context) -> str:
+        answer = await ctx.elicit("Your name?", {"type": "object", "properties": {"name": {"type": "string"}}})
+        return str(answer.content)
+
+    return mcp
+
+
+def lenient_client(app: Any) -> httpx.AsyncClient:
+    """In-process client that shows a 500 as a response instead of raising the app's exception."""
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    return httpx.AsyncClient(transport=transport, base_url="http://testserver")
