@@ -383,14 +383,25 @@ async def call_app(app: Any, headers: list[tuple[bytes, bytes]], body: bytes) ->
 )
 async def test_odd_content_length_is_never_a_500(declared, status):
     app = build_hostile_server().http_app()
-    async with anyio.create_task_group():
-        body, headers = modern_request("tools/call", {"name": "add", "arguments": {"a": 1, "b": 2}})
-        raw = [(k.encode(), v.encode()) for k, v in headers.items()]
-        raw += [(b"host", b"testserver"), (b"content-type", b"application/json"), (b"content-length", declared)]
-        got, reply = await call_app(app, raw, json.dumps(body).encode())
-        assert got == status, reply
-        assert json.loads(reply)["jsonrpc"] == "2.0"
-        assert ("error" in json.loads(reply)) == (status == 413)
+    body, headers = modern_request("tools/call", {"name": "add", "arguments": {"a": 1, "b": 2}})
+    raw = [(k.encode(), v.encode()) for k, v in headers.items()]
+    raw += [(b"host", b"testserver"), (b"content-type", b"application/json"), (b"content-length", declared)]
+    got, reply = await call_app(app, raw, json.dumps(body).encode())
+    assert got == status, reply
+    if status == 413:
+        assert json.loads(reply)["error"]["code"] == -32600
+    else:
+        assert json.loads(reply)["result"]["structuredContent"] == {"result": 3}
+
+
+@pytest.mark.parametrize("value", [b"=?base64?\xff?=", b"=?base64?\xb2\xb2\xb2\xb2?="])
+async def test_non_ascii_base64_header_value_is_a_header_mismatch(http, value):
+    body, headers = modern_request("tools/call", {"name": "add", "arguments": {"a": 1, "b": 2}})
+    raw = [(k.encode(), v.encode()) for k, v in headers.items() if k != "mcp-name"] + [(b"mcp-name", value)]
+    response = await http.post("/mcp", json=body, headers=raw)
+    body = assert_error(response, 400, -32020, 1)
+    assert body["error"]["message"] == "Header mismatch: the Mcp-Name header has a malformed base64 value"
+    await assert_still_serves(http)
 
 
 async def test_last_event_id_with_unicode_digit_sequence_is_a_bad_request(http):

@@ -9,7 +9,6 @@ proxy and the tool could act on two different values.
 from __future__ import annotations
 
 import base64
-import binascii
 import re
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
@@ -230,7 +229,7 @@ def decode_header_value(value: str) -> str | None:
     ):
         try:
             return base64.b64decode(value[len(_SENTINEL_PREFIX) : -len(_SENTINEL_SUFFIX)], validate=True).decode()
-        except (binascii.Error, UnicodeDecodeError):
+        except ValueError:  # binascii.Error, UnicodeDecodeError, and non-ASCII text ("=?base64?\xff?=")
             return None
     return value
 
