@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import random
 import socket
 import time
 from typing import Any
@@ -513,3 +514,29 @@ def test_stdio_overlong_line_is_reported_once_and_the_rest_skipped():
     chunks = [b"ok1\n" + b"a" * 6, b"a" * 6, b"a" * 100, b"a\nok2\nab", b"c"]
     assert list(_lines(iter(chunks), 10)) == [b"ok1", None, b"ok2", b"abc"]
     assert list(_lines(iter([b"a" * 10 + b"\n", b"a" * 11 + b"\n"]), 10)) == [b"a" * 10, None]
+
+
+def test_depth_scan_agrees_with_the_parsed_depth():
+    from mcp_asgi.protocol.jsonrpc import _nesting_exceeds
+
+    rng = random.Random(8)
+    texts = ['a\\"[', ']]\\\\', "{", "x\n[", '\\\\"{{', "\ud800]", "é{"]
+
+    def value(level: int) -> Any:
+        roll = rng.random()
+        if level > 12 or roll < 0.3:
+            return rng.choice([*texts, 1, None])
+        if roll < 0.65:
+            return [value(level + 1) for _ in range(rng.randint(0, 3))]
+        return {rng.choice(["k", "[", '\\"}']): value(level + 1) for _ in range(rng.randint(0, 3))}
+
+    def depth(item: Any) -> int:
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
+        return 0 if children is None else 1 + max(map(depth, children), default=0)
+
+    for _ in range(2000):
+        item = value(0)
+        text = json.dumps(item)
+        for body in (text.encode(), json.dumps(item, ensure_ascii=False), text.encode("utf-16")):
+            for limit in (1, 2, 3, 5, 8, 13):
+                assert _nesting_exceeds(body, limit) == (depth(item) > limit), (body, limit)

@@ -117,7 +117,8 @@ def _openers(body: bytes | str) -> int:
 
 
 _BRACKETS = bytes.maketrans(b"{}", b"[]")
-_NOT_BRACKETS = bytes(byte for byte in range(256) if byte not in b"[]{}")
+_NOT_STRUCTURE = bytes(byte for byte in range(256) if byte not in b'[]{}"')
+_QUOTED = re.compile(rb'"[^"]*"')
 _RUNS = re.compile(rb"\[+|\]+")
 _OPEN = ord("[")
 
@@ -125,8 +126,9 @@ _OPEN = ord("[")
 def _nesting_exceeds(body: bytes | str, limit: int) -> bool:
     """Whether valid JSON `body` nests deeper than `limit`, in time linear in its size.
 
-    Only for text `json.loads` accepted: strings are then well formed, so dropping escaped
-    backslashes and quotes leaves exactly the delimiting quotes.
+    Only for text `json.loads` accepted: its strings are then well formed, so once escaped
+    backslashes and quotes are gone every quote left delimits a string. Each step but the
+    last loop runs in C, and together they cost less than parsing the same body.
     """
     if isinstance(body, str):
         data = body.encode("utf-8", "surrogatepass")
@@ -135,9 +137,13 @@ def _nesting_exceeds(body: bytes | str, limit: int) -> bool:
         data = body
         if not encoding.startswith("utf-8"):  # UTF-16/32, which json.loads also accepts
             data = body.decode(encoding, "surrogatepass").encode("utf-8", "surrogatepass")
-    data = data.replace(b"\\\\", b"").replace(b'\\"', b"")
-    data = b"".join(data.split(b'"')[::2]).translate(_BRACKETS, _NOT_BRACKETS)
-    # Removing every empty "[]" lowers the depth by exactly one; a few such passes in C shrink
+    if b"\\" in data:
+        data = data.replace(b"\\\\", b"").replace(b'\\"', b"")
+    # Keep brackets (one kind) and quotes; strings shrink to the brackets inside them, if any.
+    data = data.translate(_BRACKETS, _NOT_STRUCTURE).replace(b'""', b"")
+    if b'"' in data:
+        data = _QUOTED.sub(b"", data)
+    # Removing every empty "[]" lowers the depth by exactly one; a few such passes shrink
     # wide documents (long lists of small objects) before the Python loop below.
     peeled = 0
     while peeled < limit:
