@@ -199,9 +199,9 @@ class Fuzzer:
             headers["mcp-method"] = message["method"].encode("utf-8", "replace")
             if isinstance(params, dict) and isinstance(params.get("name"), str):
                 headers["mcp-name"] = params["name"].encode("utf-8", "replace")
-                if params["name"] == "regional":
-                    region = (params.get("arguments") or {}).get("region")
-                    headers["mcp-param-region"] = str(region).encode("utf-8", "replace")
+                arguments = params.get("arguments")
+                if params["name"] == "regional" and isinstance(arguments, dict):
+                    headers["mcp-param-region"] = str(arguments.get("region")).encode("utf-8", "replace")
             elif isinstance(params, dict) and isinstance(params.get("uri"), str):
                 headers["mcp-name"] = params["uri"].encode("utf-8", "replace")
         for _ in range(rng.choice([0, 0, 1, 2, 3])):
