@@ -58,32 +58,91 @@ Send = Callable[[dict[str, Any] | None], Awaitable[Any]]
 
 
 @dataclass(slots=True)
-class Call:
-    """One request as the core sees it, whatever transport brought it."""
+class CallState:
+    """What changes while a call runs; everything else about a call is fixed when it is built."""
 
-    revision: Revision
-    method: str
-    params: dict[str, Any]
-    request_id: RequestId | None = None
-    session: SessionRecord | None = None
-    # Request-scoped messages (progress, logs) for the client; None when there is no way to send them.
-    send: Send | None = None
-    request: Request | None = None
-    host_app: Any = None
-    meta: dict[str, Any] = field(default_factory=dict)
-    client_capabilities: dict[str, Any] = field(default_factory=dict)
-    client_info: dict[str, Any] | None = None
-    log_level: str | None = None
-    # Set by handlers that changed the session record, so the transport saves it.
-    session_changed: bool = False
-    # 2025 sessions: send a request to the client and await its answer (None where impossible).
-    request_client: Callable[[str, dict[str, Any]], Awaitable[Any]] | None = None
-    # 2025-11-25 SSE polling: end the HTTP response now, the call's later messages await a resume.
-    close_stream: Callable[[], Awaitable[None]] | None = None
     # 2026-07-28 MRTR: answers the client supplied (inputResponses + requestState), and those used so far.
     inputs: dict[str, Any] = field(default_factory=dict)
     consumed: dict[str, Any] = field(default_factory=dict)
     asked: int = 0
+    # Set by handlers that changed the session record, so the transport saves it.
+    session_changed: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """One request as the core sees it, whatever transport brought it. Made by `build_call` only."""
+
+    revision: Revision
+    method: str
+    params: dict[str, Any]
+    request_id: RequestId
+    # `params["_meta"]` when it is an object, else empty.
+    meta: dict[str, Any]
+    # The 2025 session the request belongs to; None on 2026-07-28 and stateless endpoints.
+    session: SessionRecord | None
+    request: Request | None
+    host_app: Any
+    # Request-scoped messages (progress, logs) for the client; None when there is no way to send them.
+    send: Send | None
+    # 2025 sessions: send a request to the client and await its answer (None where impossible).
+    request_client: Callable[[str, dict[str, Any]], Awaitable[Any]] | None
+    # 2025-11-25 SSE polling: end the HTTP response now, the call's later messages await a resume.
+    close_stream: Callable[[], Awaitable[None]] | None
+    state: CallState
+
+    # What the client declared: in `_meta` on every 2026-07-28 request, at `initialize` on 2025 sessions.
+    @property
+    def client_capabilities(self) -> dict[str, Any]:
+        if self.revision.stateless:
+            return self.meta.get(META_CAPABILITIES) or {}
+        return self.session.client_capabilities if self.session is not None else {}
+
+    @property
+    def client_info(self) -> dict[str, Any] | None:
+        if self.revision.stateless:
+            return self.meta.get(META_CLIENT_INFO)
+        return self.session.client_info if self.session is not None else None
+
+    @property
+    def log_level(self) -> str | None:
+        if self.revision.stateless:
+            return self.meta.get(META_LOG_LEVEL)
+        return self.session.log_level if self.session is not None else None
+
+
+def build_call(
+    message: dict[str, Any],
+    revision: Revision,
+    *,
+    session: SessionRecord | None = None,
+    request: Request | None = None,
+    host_app: Any = None,
+    send: Send | None = None,
+    request_client: Callable[[str, dict[str, Any]], Awaitable[Any]] | None = None,
+    close_stream: Callable[[], Awaitable[None]] | None = None,
+) -> Call:
+    """The one place a `Call` is made: a transport hands over the request message and what it knows.
+
+    `message` is a classified JSON-RPC request; a 2026-07-28 one has had its `_meta`
+    checked by `read_modern_meta`, which gave `revision`.
+    """
+    params = message.get("params") or {}
+    meta = params.get("_meta")
+    return Call(
+        revision,
+        message["method"],
+        params,
+        message["id"],
+        meta if isinstance(meta, dict) else {},
+        session,
+        request,
+        host_app,
+        send,
+        request_client,
+        close_stream,
+        CallState(),
+    )
 
 
 def unsupported_version(requested: Any) -> MCPError:
@@ -95,8 +154,8 @@ def unsupported_version(requested: Any) -> MCPError:
     )
 
 
-def read_modern_meta(params: dict[str, Any]) -> tuple[Revision, dict[str, Any], Any, str | None, dict[str, Any]]:
-    """Version, capabilities, client info and log level a modern request declares in `_meta`."""
+def read_modern_meta(params: dict[str, Any]) -> Revision:
+    """The revision a modern request declares in `_meta`, once the rest of `_meta` is checked."""
     meta = params.get("_meta")
     if not isinstance(meta, dict):
         raise _bad_meta(f"Invalid params: a {MODERN_VERSIONS[-1]} request must carry `_meta` with {META_VERSION}")
@@ -112,7 +171,7 @@ def read_modern_meta(params: dict[str, Any]) -> tuple[Revision, dict[str, Any], 
     level = meta.get(META_LOG_LEVEL)
     if level is not None and level not in LEVEL_RANK:
         raise _bad_meta(f"Invalid params: {META_LOG_LEVEL} must be one of {', '.join(LEVEL_RANK)}")
-    return revision, meta, meta.get(META_CLIENT_INFO), level, capabilities
+    return revision
 
 
 def _page(items: list[dict[str, Any]], cursor: Any, size: int | None) -> tuple[list[dict[str, Any]], str | None]:
@@ -161,16 +220,20 @@ class ProtocolCore:
             "subscriptions/listen": self._listen,
         }
 
-    def knows(self, call: Call) -> bool:
-        if call.method == "completion/complete" and self.server._completion is None:
+    def knows(self, revision: Revision, method: str) -> bool:
+        if method == "completion/complete" and self.server._completion is None:
             return False
-        return call.revision.allows(call.method) and call.method in self._handlers
+        return revision.allows(method) and method in self._handlers
+
+    def require_known(self, revision: Revision, method: str) -> None:
+        """Raise method-not-found (404 on 2026-07-28 HTTP) unless `revision` has `method`."""
+        if not self.knows(revision, method):
+            status = 404 if revision.stateless else 200
+            raise MCPError(METHOD_NOT_FOUND, f"Method not found: {method}", http_status=status)
 
     async def handle(self, call: Call) -> dict[str, Any]:
         """The result of one request, shaped for its revision; raises `MCPError`."""
-        if not self.knows(call):
-            status = 404 if call.revision.stateless else 200
-            raise MCPError(METHOD_NOT_FOUND, f"Method not found: {call.method}", http_status=status)
+        self.require_known(call.revision, call.method)
         mrtr = call.revision.stateless and call.method in MRTR_METHODS
         if mrtr and ("requestState" in call.params or "inputResponses" in call.params):
             self._load_inputs(call)
@@ -186,7 +249,7 @@ class ProtocolCore:
             result = {
                 "resultType": "input_required",
                 "inputRequests": need.requests,
-                "requestState": self.server._state_codec.seal(self._binding(call), call.consumed),
+                "requestState": self.server._state_codec.seal(self._binding(call), call.state.consumed),
             }
         except Exception as exc:
             logger.exception("Handler for %s raised", call.method)
@@ -217,10 +280,10 @@ class ProtocolCore:
     def _load_inputs(self, call: Call) -> None:
         token = call.params.get("requestState")
         if token is not None:
-            call.inputs.update(self.server._state_codec.open(token, self._binding(call)))
+            call.state.inputs.update(self.server._state_codec.open(token, self._binding(call)))
         responses = call.params.get("inputResponses")
         if isinstance(responses, dict):
-            call.inputs.update(responses)
+            call.state.inputs.update(responses)
         elif responses is not None:
             raise invalid_params("Invalid params: inputResponses must be an object")
 
@@ -248,7 +311,7 @@ class ProtocolCore:
             session.client_capabilities = capabilities if isinstance(capabilities, dict) else {}
             client_info = call.params.get("clientInfo")
             session.client_info = client_info if isinstance(client_info, dict) else None
-            call.session_changed = True
+            call.state.session_changed = True
         result: dict[str, Any] = {
             "protocolVersion": revision.version,
             "capabilities": self.capabilities(),
@@ -267,7 +330,7 @@ class ProtocolCore:
             raise invalid_params(f"Invalid params: level must be one of {', '.join(LEVEL_RANK)}")
         if call.session is not None:
             call.session.log_level = level
-            call.session_changed = True
+            call.state.session_changed = True
         return {}
 
     async def _discover(self, call: Call) -> dict[str, Any]:
@@ -327,14 +390,14 @@ class ProtocolCore:
         uri = _require_str(call.params, "uri", "resources/subscribe")
         if call.session is not None and uri not in call.session.subscriptions:
             call.session.subscriptions.add(uri)
-            call.session_changed = True
+            call.state.session_changed = True
         return {}
 
     async def _unsubscribe(self, call: Call) -> dict[str, Any]:
         uri = _require_str(call.params, "uri", "resources/unsubscribe")
         if call.session is not None and uri in call.session.subscriptions:
             call.session.subscriptions.discard(uri)
-            call.session_changed = True
+            call.state.session_changed = True
         return {}
 
     async def _listen(self, call: Call) -> dict[str, Any]:

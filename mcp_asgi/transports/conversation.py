@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 from anyio.abc import TaskGroup
 
-from mcp_asgi.protocol.dispatch import META_VERSION, Call, read_modern_meta
+from mcp_asgi.protocol.dispatch import META_VERSION, Call, Send, build_call, read_modern_meta
 from mcp_asgi.protocol.jsonrpc import (
     INTERNAL_ERROR,
     INVALID_REQUEST,
@@ -109,7 +109,7 @@ class Conversation:
             return
         cancel_scope = anyio.CancelScope()
         self._in_flight[request_id] = cancel_scope
-        self.task_group.start_soon(self._answer, message["method"], params, request_id, cancel_scope)
+        self.task_group.start_soon(self._answer, message, cancel_scope)
 
     async def _notification(self, method: str, params: dict[str, Any]) -> None:
         if method == "notifications/cancelled":
@@ -121,26 +121,22 @@ class Conversation:
                 self.session.initialized = True
                 await self._session_changed()
 
-    async def _answer(
-        self, method: str, params: dict[str, Any], request_id: RequestId, scope: anyio.CancelScope
-    ) -> None:
+    async def _answer(self, message: dict[str, Any], scope: anyio.CancelScope) -> None:
+        method, request_id = message["method"], message["id"]
         reply: dict[str, Any] | None = None
         with scope:
             try:
-                call = self._call(method, params, request_id)
 
-                async def send(message: dict[str, Any] | None) -> bool:
+                async def send(early: dict[str, Any] | None) -> bool:
                     # A cancelled request sends nothing more (the cancellation rule); None is a
                     # keep-alive, which a channel that stays open needs not.
-                    if message is not None and not scope.cancel_called:
-                        await self.write(message)
+                    if early is not None and not scope.cancel_called:
+                        await self.write(early)
                     return True
 
-                call.send = send
-                if call.session is not None:
-                    call.request_client = self._request_client
+                call = self._call(message, send)
                 result = await self.server._core.handle(call)
-                if call.session_changed:
+                if call.state.session_changed:
                     await self._session_changed()
                 if method == "initialize" and call.session is not None:
                     self._follow_changes(call.session)
@@ -154,42 +150,27 @@ class Conversation:
         if reply is not None and not scope.cancel_called:
             await self.write(reply)
 
-    def _call(self, method: str, params: dict[str, Any], request_id: RequestId) -> Call:
-        meta = params.get("_meta")
+    def _call(self, message: dict[str, Any], send: Send) -> Call:
+        params = message.get("params") or {}
         if self.allow_modern and is_modern(params):
-            revision, meta, client_info, log_level, capabilities = read_modern_meta(params)
-            return Call(
-                revision=revision,
-                method=method,
-                params=params,
-                request_id=request_id,
-                host_app=self.host_app,
-                request=self.request,
-                meta=meta,
-                client_capabilities=capabilities,
-                client_info=client_info,
-                log_level=log_level,
+            return build_call(
+                message, read_modern_meta(params), request=self.request, host_app=self.host_app, send=send
             )
-        session = self.session
-        if method == "initialize":
-            if session is None:
-                session = self.session = SessionRecord(session_id="stdio")
+        if message["method"] == "initialize":
+            if self.session is None:
+                self.session = SessionRecord(session_id="stdio")
             # The handler negotiates and records the version; any legacy revision lets it run.
             revision = REVISIONS[LATEST_LEGACY]
         else:
-            revision = self._legacy_revision(method)
-        return Call(
-            revision=revision,
-            method=method,
-            params=params,
-            request_id=request_id,
-            session=session,
-            host_app=self.host_app,
+            revision = self._legacy_revision(message["method"])
+        return build_call(
+            message,
+            revision,
+            session=self.session,
             request=self.request,
-            meta=meta if isinstance(meta, dict) else {},
-            client_capabilities=session.client_capabilities if session else {},
-            client_info=session.client_info if session else None,
-            log_level=session.log_level if session else None,
+            host_app=self.host_app,
+            send=send,
+            request_client=self._request_client if self.session is not None else None,
         )
 
     def _legacy_revision(self, method: str) -> Revision:

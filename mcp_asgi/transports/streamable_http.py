@@ -20,7 +20,7 @@ from starlette.requests import Request
 from starlette.types import Receive, Scope, Send
 
 from mcp_asgi.asgi.security import HostOriginGuard
-from mcp_asgi.protocol.dispatch import Call, read_modern_meta, unsupported_version
+from mcp_asgi.protocol.dispatch import Call, build_call, read_modern_meta, unsupported_version
 from mcp_asgi.protocol.jsonrpc import (
     HEADER_MISMATCH,
     INVALID_REQUEST,
@@ -238,7 +238,7 @@ class StreamableHTTPEndpoint:
                     f"MCP-Protocol-Version header {header_version!r} does not match _meta protocolVersion "
                     f"{meta_version!r}"
                 )
-        revision, meta, client_info, log_level, capabilities = read_modern_meta(params)
+        revision = read_modern_meta(params)
         mcp_method = headers.get("mcp-method")
         if mcp_method is None:
             raise _header_mismatch("the Mcp-Method header is required")
@@ -260,22 +260,15 @@ class StreamableHTTPEndpoint:
                 tool = self.server._tools.get(name)
                 if tool is not None and tool.param_headers:
                     validate_param_headers(tool.param_headers, params.get("arguments"), headers)
-        call = Call(
-            revision=revision,
-            method=method,
-            params=params,
-            request_id=message["id"],
+        self.server._core.require_known(revision, method)
+        reply = _Reply(send, [], allow_sse=not self.json_response)
+        call = build_call(
+            message,
+            revision,
             request=Request(scope, receive),
             host_app=scope.get("mcp_asgi.host_app"),
-            meta=meta,
-            client_capabilities=capabilities,
-            client_info=client_info,
-            log_level=log_level,
+            send=reply.early,
         )
-        if not self.server._core.knows(call):
-            await self.server._core.handle(call)  # raises method-not-found with the revision's status
-        reply = _Reply(send, [], allow_sse=not self.json_response)
-        call.send = reply.early
         if method in _USER_CODE:
             await self._run_cancellable(call, reply, receive)
         else:
@@ -355,34 +348,29 @@ class StreamableHTTPEndpoint:
             self.pending.answer(session.session_id if session is not None else None, message)
             await send_bytes(send, 202, b"", session_headers)
             return
-        meta = params.get("_meta")
-        call = Call(
-            revision=revision,
-            method=method,
-            params=params,
-            request_id=message["id"],
-            session=session,
-            request=Request(scope, receive),
-            host_app=scope.get("mcp_asgi.host_app"),
-            meta=meta if isinstance(meta, dict) else {},
-            client_capabilities=session.client_capabilities if session else {},
-            client_info=session.client_info if session else None,
-            log_level=session.log_level if session else None,
-        )
         reply: _Reply | ResumableReply
+        close_stream = None
         if session is not None and revision.sse_event_ids:
             reply = ResumableReply(
                 send, session_headers, not self.json_response, self.events, session.session_id, self.sse_retry_ms
             )
-            call.close_stream = reply.close
+            close_stream = reply.close
         else:
             reply = _Reply(send, session_headers, allow_sse=not self.json_response)
-        call.send = reply.early
 
         async def request_client(method: str, params: dict[str, Any]) -> Any:
             return await self._request_client(session, reply, method, params)
 
-        call.request_client = request_client
+        call = build_call(
+            message,
+            revision,
+            session=session,
+            request=Request(scope, receive),
+            host_app=scope.get("mcp_asgi.host_app"),
+            send=reply.early,
+            request_client=request_client,
+            close_stream=close_stream,
+        )
         key = (session.session_id, call.request_id) if session is not None else None
         with anyio.CancelScope() as scope_:
             if key is not None:
@@ -395,7 +383,7 @@ class StreamableHTTPEndpoint:
         if scope_.cancelled_caught:
             # notifications/cancelled: the client expects no response; end the HTTP exchange quietly.
             await reply.finish(None)
-        if session is not None and call.session_changed:
+        if session is not None and call.state.session_changed:
             await self.sessions.save(session)
 
     async def _request_client(
@@ -420,11 +408,9 @@ class StreamableHTTPEndpoint:
         self, scope: Scope, receive: Receive, send: Send, message: dict[str, Any], params: dict[str, Any]
     ) -> None:
         session = None if self.stateless else SessionRecord(session_id=new_session_id())
-        call = Call(
-            revision=REVISIONS["2025-03-26"],
-            method="initialize",
-            params=params,
-            request_id=message["id"],
+        call = build_call(
+            message,
+            REVISIONS["2025-03-26"],
             session=session,
             request=Request(scope, receive),
             host_app=scope.get("mcp_asgi.host_app"),
