@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from mcp_asgi.protocol.dispatch import LEVEL_RANK, LOG_LEVELS
 from mcp_asgi.protocol.jsonrpc import INVALID_REQUEST, MCPError, notification
 from mcp_asgi.protocol.mrtr import (
     Elicit,
@@ -22,8 +23,6 @@ if TYPE_CHECKING:
     from mcp_asgi.protocol.dispatch import Call
     from mcp_asgi.server import MCPServer
 
-LOG_LEVELS = ("debug", "info", "notice", "warning", "error", "critical", "alert", "emergency")
-LEVEL_RANK = {level: rank for rank, level in enumerate(LOG_LEVELS)}
 
 
 class Context:

@@ -19,10 +19,11 @@ from mcp_asgi.components.resources import Resource, ResourceTemplate, is_templat
 from mcp_asgi.components.signature import FunctionArguments, caller_namespace
 from mcp_asgi.components.tools import Tool
 from mcp_asgi.context import Context
-from mcp_asgi.protocol.dispatch import ProtocolCore
+from mcp_asgi.protocol.dispatch import Call, ProtocolCore
 from mcp_asgi.protocol.jsonrpc import INTERNAL_ERROR, MCPError
 from mcp_asgi.protocol.mrtr import RequestStateCodec
 from mcp_asgi.protocol.notifications import ChangeHub
+from mcp_asgi.protocol.registry import Registry
 from mcp_asgi.transports.events import EventStore
 from mcp_asgi.transports.sessions import SessionStore
 from mcp_asgi.transports.streamable_http import StreamableHTTPEndpoint
@@ -150,23 +151,28 @@ class MCPServer:
             self.server_info["websiteUrl"] = website_url
         if icons:
             self.server_info["icons"] = icons
-        self._tools: dict[str, Tool] = {}
-        self._resources: dict[str, Resource] = {}
-        self._templates: dict[str, ResourceTemplate] = {}
-        self._prompts: dict[str, Prompt] = {}
-        self._completion: _Completion | None = None
+        # Everything this server offers; the protocol core reads it, worker threads may change it.
+        self._registry = Registry()
         self._custom_routes: list[BaseRoute] = []
         self._user_lifespan = lifespan
         self._lifespan = SharedLifespan(self._run_lifespan, name=f"MCP server {name!r}")
-        self._core = ProtocolCore(self)
         # Open notification streams (2025 GET streams, 2026 subscriptions/listen).
         self._hub = ChangeHub()
         self.keepalive_interval = 15.0
         # Signs 2026-07-28 requestState; share `state_secret` between workers.
         self._state_codec = RequestStateCodec(state_secret)
+        self._core = ProtocolCore(self, self._registry, self._hub, self._state_codec, self._make_context)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r})"
+
+    def _make_context(self, call: Call) -> Context:
+        return self.context_class(self, call)
+
+    @property
+    def _tools(self) -> dict[str, Tool]:
+        """The registered tools by name (a copy)."""
+        return self._registry.table("tools")
 
     # Registration.
     def tool(
@@ -210,24 +216,25 @@ class MCPServer:
         return register(fn) if fn is not None else register
 
     def add_tool(self, tool: Tool) -> Tool:
-        self._tools[tool.name] = tool
+        """Register a `Tool`; safe from any thread, clients listening for list changes are told."""
+        self._registry.add("tools", tool.name, tool)
         self._hub.publish(("tools",))
         return tool
 
     def remove_tool(self, name: str) -> None:
         """Remove a tool; clients listening for list changes are told."""
-        if self._tools.pop(name, None) is None:
+        if not self._registry.remove("tools", name):
             raise KeyError(f"No tool named {name!r}")
         self._hub.publish(("tools",))
 
     def remove_resource(self, uri: str) -> None:
         """Remove a resource or resource template by its URI (template)."""
-        if self._resources.pop(uri, None) is None and self._templates.pop(uri, None) is None:
+        if not self._registry.remove("resources", uri) and not self._registry.remove("templates", uri):
             raise KeyError(f"No resource or template {uri!r}")
         self._hub.publish(("resources",))
 
     def remove_prompt(self, name: str) -> None:
-        if self._prompts.pop(name, None) is None:
+        if not self._registry.remove("prompts", name):
             raise KeyError(f"No prompt named {name!r}")
         self._hub.publish(("prompts",))
 
@@ -265,10 +272,9 @@ class MCPServer:
                 localns=localns,
             )
             if is_template(uri):
-                template = ResourceTemplate(func, uri, **options)
-                self._templates[uri] = template
+                self._registry.add("templates", uri, ResourceTemplate(func, uri, **options))
             else:
-                self._resources[uri] = Resource(func, uri, size=size, **options)
+                self._registry.add("resources", uri, Resource(func, uri, size=size, **options))
             self._hub.publish(("resources",))
             return func
 
@@ -294,7 +300,7 @@ class MCPServer:
             prompt = Prompt(
                 func, name=name, title=title, description=description, icons=icons, meta=meta, localns=localns
             )
-            self._prompts[prompt.name] = prompt
+            self._registry.add("prompts", prompt.name, prompt)
             self._hub.publish(("prompts",))
             return func
 
@@ -310,7 +316,7 @@ class MCPServer:
         localns = caller_namespace()
 
         def register(func: F) -> F:
-            self._completion = _Completion(func, localns)
+            self._registry.completion = _Completion(func, localns)
             return func
 
         return register(fn) if fn is not None else register

@@ -11,11 +11,10 @@ import binascii
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
 
-from mcp_asgi.context import LEVEL_RANK, Context
 from mcp_asgi.protocol.jsonrpc import (
     INTERNAL_ERROR,
     INVALID_PARAMS,
@@ -27,8 +26,9 @@ from mcp_asgi.protocol.jsonrpc import (
     invalid_params,
     notification,
 )
-from mcp_asgi.protocol.mrtr import MRTR_METHODS, InputRequired, digest
-from mcp_asgi.protocol.notifications import Event, event_message
+from mcp_asgi.protocol.mrtr import MRTR_METHODS, InputRequired, RequestStateCodec, digest
+from mcp_asgi.protocol.notifications import ChangeHub, Event, event_message
+from mcp_asgi.protocol.registry import Registry
 from mcp_asgi.protocol.versions import (
     CACHEABLE_METHODS,
     MODERN_VERSIONS,
@@ -41,9 +41,6 @@ from mcp_asgi.protocol.versions import (
 if TYPE_CHECKING:
     from starlette.requests import Request
 
-    from mcp_asgi.server import MCPServer
-    from mcp_asgi.transports.sessions import SessionRecord
-
 logger = logging.getLogger("mcp_asgi")
 
 META_VERSION = "io.modelcontextprotocol/protocolVersion"
@@ -53,8 +50,22 @@ META_LOG_LEVEL = "io.modelcontextprotocol/logLevel"
 META_SERVER_INFO = "io.modelcontextprotocol/serverInfo"
 META_SUBSCRIPTION_ID = "io.modelcontextprotocol/subscriptionId"
 
+LOG_LEVELS = ("debug", "info", "notice", "warning", "error", "critical", "alert", "emergency")
+LEVEL_RANK = {level: rank for rank, level in enumerate(LOG_LEVELS)}
+
 # Sends a request-scoped message to the client; None is a keep-alive. Returns False if it cannot stream.
 Send = Callable[[dict[str, Any] | None], Awaitable[Any]]
+
+
+class Session(Protocol):
+    """The parts of a 2025 session record the core reads and changes (`transports.sessions.SessionRecord`)."""
+
+    session_id: str
+    protocol_version: str | None
+    client_capabilities: dict[str, Any]
+    client_info: dict[str, Any] | None
+    log_level: str | None
+    subscriptions: set[str]
 
 
 @dataclass(slots=True)
@@ -80,7 +91,7 @@ class Call:
     # `params["_meta"]` when it is an object, else empty.
     meta: dict[str, Any]
     # The 2025 session the request belongs to; None on 2026-07-28 and stateless endpoints.
-    session: SessionRecord | None
+    session: Session | None
     request: Request | None
     host_app: Any
     # Request-scoped messages (progress, logs) for the client; None when there is no way to send them.
@@ -115,7 +126,7 @@ def build_call(
     message: dict[str, Any],
     revision: Revision,
     *,
-    session: SessionRecord | None = None,
+    session: Session | None = None,
     request: Request | None = None,
     host_app: Any = None,
     send: Send | None = None,
@@ -197,11 +208,33 @@ def _require_str(params: dict[str, Any], key: str, method: str) -> str:
     return value
 
 
+class ServerSettings(Protocol):
+    """The public settings of the server the core answers for (read per request: they may change)."""
+
+    server_info: dict[str, Any]
+    instructions: str | None
+    page_size: int | None
+    cache_ttl_ms: int
+    keepalive_interval: float
+
+
 class ProtocolCore:
     """Answers MCP requests for one server."""
 
-    def __init__(self, server: MCPServer) -> None:
-        self.server = server
+    def __init__(
+        self,
+        settings: ServerSettings,
+        registry: Registry,
+        hub: ChangeHub,
+        state_codec: RequestStateCodec,
+        make_context: Callable[[Call], Any],
+    ) -> None:
+        self.server = settings
+        self.registry = registry
+        self.hub = hub
+        self.state_codec = state_codec
+        # Builds the `Context` user functions receive; the server supplies it (its `context_class`).
+        self.context = make_context
         self._handlers: dict[str, Callable[[Call], Awaitable[dict[str, Any]]]] = {
             "initialize": self._initialize,
             "ping": self._empty,
@@ -221,7 +254,7 @@ class ProtocolCore:
         }
 
     def knows(self, revision: Revision, method: str) -> bool:
-        if method == "completion/complete" and self.server._completion is None:
+        if method == "completion/complete" and self.registry.completion is None:
             return False
         return revision.allows(method) and method in self._handlers
 
@@ -249,7 +282,7 @@ class ProtocolCore:
             result = {
                 "resultType": "input_required",
                 "inputRequests": need.requests,
-                "requestState": self.server._state_codec.seal(self._binding(call), call.state.consumed),
+                "requestState": self.state_codec.seal(self._binding(call), call.state.consumed),
             }
         except Exception as exc:
             logger.exception("Handler for %s raised", call.method)
@@ -280,15 +313,12 @@ class ProtocolCore:
     def _load_inputs(self, call: Call) -> None:
         token = call.params.get("requestState")
         if token is not None:
-            call.state.inputs.update(self.server._state_codec.open(token, self._binding(call)))
+            call.state.inputs.update(self.state_codec.open(token, self._binding(call)))
         responses = call.params.get("inputResponses")
         if isinstance(responses, dict):
             call.state.inputs.update(responses)
         elif responses is not None:
             raise invalid_params("Invalid params: inputResponses must be an object")
-
-    def context(self, call: Call) -> Context:
-        return self.server.context_class(self.server, call)
 
     # Handshake and housekeeping.
     def capabilities(self) -> dict[str, Any]:
@@ -298,7 +328,7 @@ class ProtocolCore:
             "prompts": {"listChanged": True},
             "logging": {},
         }
-        if self.server._completion is not None:
+        if self.registry.completion is not None:
             caps["completions"] = {}
         return caps
 
@@ -352,12 +382,12 @@ class ProtocolCore:
 
     async def _tools_list(self, call: Call) -> dict[str, Any]:
         structured = call.revision.structured_output
-        tools = [t.definition if structured else t.legacy_definition for t in self.server._tools.values()]
+        tools = [t.definition if structured else t.legacy_definition for t in self.registry.snapshot("tools")]
         return self._list(call, "tools", tools)
 
     async def _tools_call(self, call: Call) -> dict[str, Any]:
         name = _require_str(call.params, "name", "tools/call")
-        tool = self.server._tools.get(name)
+        tool = self.registry.get("tools", name)
         if tool is None:
             raise invalid_params(f"Unknown tool: {name}")
         context = self.context(call) if tool.arguments.context_param else None
@@ -365,17 +395,17 @@ class ProtocolCore:
 
     # Resources.
     async def _resources_list(self, call: Call) -> dict[str, Any]:
-        return self._list(call, "resources", [r.definition for r in self.server._resources.values()])
+        return self._list(call, "resources", [r.definition for r in self.registry.snapshot("resources")])
 
     async def _templates_list(self, call: Call) -> dict[str, Any]:
-        return self._list(call, "resourceTemplates", [t.definition for t in self.server._templates.values()])
+        return self._list(call, "resourceTemplates", [t.definition for t in self.registry.snapshot("templates")])
 
     async def read_resource(self, uri: str, call: Call) -> list[dict[str, Any]]:
-        resource = self.server._resources.get(uri)
+        resource = self.registry.get("resources", uri)
         if resource is not None:
             context = self.context(call) if resource.arguments.context_param else None
             return await resource.read(context)
-        for template in self.server._templates.values():
+        for template in self.registry.snapshot("templates"):
             params = template.match(uri)
             if params is not None:
                 context = self.context(call) if template.arguments.context_param else None
@@ -425,7 +455,7 @@ class ProtocolCore:
 
         if call.send is None:
             raise MCPError(INVALID_REQUEST, "subscriptions/listen needs a transport that can stream")
-        stream, stop = self.server._hub.listen(translate)
+        stream, stop = self.hub.listen(translate)
         try:
             acknowledged = notification(
                 "notifications/subscriptions/acknowledged", {"_meta": tag, "notifications": agreed}
@@ -451,11 +481,11 @@ class ProtocolCore:
 
     # Prompts.
     async def _prompts_list(self, call: Call) -> dict[str, Any]:
-        return self._list(call, "prompts", [p.definition for p in self.server._prompts.values()])
+        return self._list(call, "prompts", [p.definition for p in self.registry.snapshot("prompts")])
 
     async def _prompts_get(self, call: Call) -> dict[str, Any]:
         name = _require_str(call.params, "name", "prompts/get")
-        prompt = self.server._prompts.get(name)
+        prompt = self.registry.get("prompts", name)
         if prompt is None:
             raise invalid_params(f"Unknown prompt: {name}")
         context = self.context(call) if prompt.arguments.context_param else None
@@ -466,7 +496,7 @@ class ProtocolCore:
 
     # Completion.
     async def _complete(self, call: Call) -> dict[str, Any]:
-        handler = self.server._completion
+        handler = self.registry.completion
         assert handler is not None
         ref = call.params.get("ref")
         argument = call.params.get("argument")

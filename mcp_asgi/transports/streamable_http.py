@@ -257,7 +257,7 @@ class StreamableHTTPEndpoint:
                     f"Mcp-Name header value {name!r} does not match body value {params.get(named)!r}"
                 )
             if method == "tools/call":
-                tool = self.server._tools.get(name)
+                tool = self.server._registry.get("tools", name)
                 if tool is not None and tool.param_headers:
                     validate_param_headers(tool.param_headers, params.get("arguments"), headers)
         self.server._core.require_known(revision, method)
