@@ -24,7 +24,6 @@ if TYPE_CHECKING:
     from mcp_asgi.server import MCPServer
 
 
-
 class Context:
     """What a function can know and do during one MCP request.
 

@@ -13,8 +13,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
-import anyio
-
+from mcp_asgi.concurrency import forward_with_keepalive
 from mcp_asgi.protocol.jsonrpc import (
     INTERNAL_ERROR,
     INVALID_PARAMS,
@@ -464,16 +463,10 @@ class ProtocolCore:
                 raise MCPError(
                     INVALID_REQUEST, "subscriptions/listen needs an SSE reply; this endpoint has json_response=True"
                 )
+            send = call.send
             async with stream:
-                while True:
-                    with anyio.move_on_after(self.server.keepalive_interval):
-                        try:
-                            message = await stream.receive()
-                        except anyio.EndOfStream:
-                            break
-                        await call.send(message)
-                        continue
-                    await call.send(None)  # a keep-alive for transports that need one
+                # None is a keep-alive, for transports that need one.
+                await forward_with_keepalive(stream, send, lambda: send(None), self.server.keepalive_interval)
         finally:
             stop()
         # The server ended the subscription (shutdown): a graceful close carries a result.
