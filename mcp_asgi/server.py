@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -17,7 +17,7 @@ from mcp_asgi.asgi.security import HostOriginGuard
 from mcp_asgi.components.prompts import Prompt
 from mcp_asgi.components.resources import Resource, ResourceTemplate, is_template
 from mcp_asgi.components.signature import FunctionArguments, caller_namespace
-from mcp_asgi.components.tools import Tool
+from mcp_asgi.components.tools import Tool, ToolOptions
 from mcp_asgi.context import Context
 from mcp_asgi.protocol.dispatch import Call, ProtocolCore
 from mcp_asgi.protocol.jsonrpc import INTERNAL_ERROR, MCPError
@@ -27,6 +27,9 @@ from mcp_asgi.protocol.registry import Registry
 from mcp_asgi.transports.events import EventStore
 from mcp_asgi.transports.sessions import SessionStore
 from mcp_asgi.transports.streamable_http import StreamableHTTPEndpoint
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 F = TypeVar("F", bound=Callable[..., Any])
 logger = logging.getLogger("mcp_asgi")
@@ -175,42 +178,18 @@ class MCPServer:
         return self._registry.table("tools")
 
     # Registration.
-    def tool(
-        self,
-        fn: F | None = None,
-        /,
-        *,
-        name: str | None = None,
-        title: str | None = None,
-        description: str | None = None,
-        annotations: Any = None,
-        icons: list[dict[str, Any]] | None = None,
-        meta: dict[str, Any] | None = None,
-        input_schema: dict[str, Any] | None = None,
-        output_schema: dict[str, Any] | None = None,
-        structured_output: bool | None = None,
-    ) -> Any:
-        """Register a function as a tool: `@mcp.tool`, `@mcp.tool()` or `@mcp.tool(name=...)`."""
+    def tool(self, fn: F | None = None, /, **options: Unpack[ToolOptions]) -> Any:
+        """Register a function as a tool: `@mcp.tool`, `@mcp.tool()` or `@mcp.tool(name=...)`.
+
+        The options (`name`, `title`, `description`, `annotations`, `icons`, `meta`,
+        `input_schema`, `output_schema`, `structured_output`) are `ToolOptions`.
+        """
         if isinstance(fn, str):
             raise TypeError("Use @mcp.tool(name='...') to name a tool; the first argument is the function")
         localns = caller_namespace()
 
         def register(func: F) -> F:
-            self.add_tool(
-                Tool(
-                    func,
-                    name=name,
-                    title=title,
-                    description=description,
-                    annotations=annotations,
-                    icons=icons,
-                    meta=meta,
-                    input_schema=input_schema,
-                    output_schema=output_schema,
-                    structured_output=structured_output,
-                    localns=localns,
-                )
-            )
+            self.add_tool(Tool(func, localns=localns, **options))
             return func
 
         return register(fn) if fn is not None else register

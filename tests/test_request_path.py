@@ -71,3 +71,12 @@ async def test_sync_tool_changing_tools_never_breaks_a_concurrent_listing(fast_t
         assert result["structuredContent"]["result"] > 0
         assert statuses == [200] * 200
 
+
+
+def test_tool_options_are_one_list_and_unknown_ones_are_named() -> None:
+    mcp = MCPServer("options")
+    with pytest.raises(TypeError, match="Unknown tool option\\(s\\): colour"):
+        mcp.tool(colour="red")(lambda: "x")  # type: ignore[call-arg]
+    mcp.tool(name="titled", title="A title", structured_output=False)(lambda: "x")
+    assert mcp._tools["titled"].definition["title"] == "A title"
+    assert "outputSchema" not in mcp._tools["titled"].definition

@@ -84,10 +84,6 @@ class Conversation:
         self.pending = PendingRequests()
         self._stop_changes: Callable[[], None] | None = None
 
-    @property
-    def in_flight(self) -> int:
-        return len(self._in_flight)
-
     async def receive(self, message: Any) -> None:
         """Take one decoded message: answer notifications now, start a task for a request."""
         try:
@@ -191,11 +187,6 @@ class Conversation:
     async def _session_changed(self) -> None:
         if self.session is not None and self.on_session_changed is not None:
             await self.on_session_changed(self.session)
-
-    def cancel_all(self) -> None:
-        for scope in self._in_flight.values():
-            scope.cancel()
-        self.stop_following()
 
     def stop_following(self) -> None:
         """Stop sending change notifications (the channel's input ended)."""
