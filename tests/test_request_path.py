@@ -72,7 +72,6 @@ async def test_sync_tool_changing_tools_never_breaks_a_concurrent_listing(fast_t
         assert statuses == [200] * 200
 
 
-
 def test_tool_options_are_one_list_and_unknown_ones_are_named() -> None:
     mcp = MCPServer("options")
     with pytest.raises(TypeError, match="Unknown tool option\\(s\\): colour"):
@@ -80,3 +79,22 @@ def test_tool_options_are_one_list_and_unknown_ones_are_named() -> None:
     mcp.tool(name="titled", title="A title", structured_output=False)(lambda: "x")
     assert mcp._tools["titled"].definition["title"] == "A title"
     assert "outputSchema" not in mcp._tools["titled"].definition
+
+
+@pytest.mark.parametrize(
+    ("old", "new"), [("Header", "ParamHeader"), ("File", "FileContent"), ("Message", "PromptMessage")]
+)
+def test_old_public_names_still_work_and_warn(old: str, new: str) -> None:
+    import mcp_asgi
+
+    with pytest.warns(DeprecationWarning, match=f"mcp_asgi.{old} is deprecated.*use mcp_asgi.{new}"):
+        value = getattr(mcp_asgi, old)
+    assert value is getattr(mcp_asgi, new)
+    assert old not in mcp_asgi.__all__ and new in mcp_asgi.__all__
+
+
+def test_unknown_attribute_of_the_package_is_still_an_attribute_error() -> None:
+    import mcp_asgi
+
+    with pytest.raises(AttributeError, match="no attribute 'Nope'"):
+        mcp_asgi.Nope  # noqa: B018
