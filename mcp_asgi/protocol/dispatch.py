@@ -52,6 +52,10 @@ META_SUBSCRIPTION_ID = "io.modelcontextprotocol/subscriptionId"
 LOG_LEVELS = ("debug", "info", "notice", "warning", "error", "critical", "alert", "emergency")
 LEVEL_RANK = {level: rank for rank, level in enumerate(LOG_LEVELS)}
 
+
+def is_log_level(value: Any) -> bool:
+    return isinstance(value, str) and value in LEVEL_RANK
+
 # Sends a request-scoped message to the client; None is a keep-alive. Returns False if it cannot stream.
 Send = Callable[[dict[str, Any] | None], Awaitable[Any]]
 
@@ -170,17 +174,20 @@ def read_modern_meta(params: dict[str, Any]) -> Revision:
     if not isinstance(meta, dict):
         raise _bad_meta(f"Invalid params: a {MODERN_VERSIONS[-1]} request must carry `_meta` with {META_VERSION}")
     version = meta.get(META_VERSION)
+    # Every missing or malformed field at once, so a client fixes its request in one round.
+    problems = []
     if not isinstance(version, str):
-        raise _bad_meta(f"Invalid params: `_meta` is missing {META_VERSION}")
+        problems.append(f"`_meta` is missing {META_VERSION}")
+    if not isinstance(meta.get(META_CAPABILITIES), dict):
+        problems.append(f"`_meta` is missing {META_CAPABILITIES}")
+    level = meta.get(META_LOG_LEVEL)
+    if level is not None and not is_log_level(level):
+        problems.append(f"{META_LOG_LEVEL} must be one of {', '.join(LOG_LEVELS)}")
+    if problems:
+        raise _bad_meta("Invalid params: " + "; ".join(problems))
     revision = REVISIONS.get(version)
     if revision is None or not revision.stateless:
         raise unsupported_version(version)
-    capabilities = meta.get(META_CAPABILITIES)
-    if not isinstance(capabilities, dict):
-        raise _bad_meta(f"Invalid params: `_meta` is missing {META_CAPABILITIES}")
-    level = meta.get(META_LOG_LEVEL)
-    if level is not None and level not in LEVEL_RANK:
-        raise _bad_meta(f"Invalid params: {META_LOG_LEVEL} must be one of {', '.join(LEVEL_RANK)}")
     return revision
 
 
@@ -284,8 +291,9 @@ class ProtocolCore:
                 "requestState": self.state_codec.seal(self._binding(call), call.state.consumed),
             }
         except Exception as exc:
+            # The text of an unexpected exception can hold secrets: it goes to the log only.
             logger.exception("Handler for %s raised", call.method)
-            raise MCPError(INTERNAL_ERROR, f"Internal error: {exc}", http_status=200) from exc
+            raise MCPError(INTERNAL_ERROR, "Internal error", http_status=200) from exc
         if call.revision.result_type:
             result.setdefault("resultType", "complete")
             if call.method in CACHEABLE_METHODS and result["resultType"] == "complete":
@@ -355,7 +363,7 @@ class ProtocolCore:
 
     async def _set_level(self, call: Call) -> dict[str, Any]:
         level = call.params.get("level")
-        if level not in LEVEL_RANK:
+        if not is_log_level(level):
             raise invalid_params(f"Invalid params: level must be one of {', '.join(LEVEL_RANK)}")
         if call.session is not None:
             call.session.log_level = level

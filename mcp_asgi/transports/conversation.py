@@ -109,9 +109,12 @@ class Conversation:
 
     async def _notification(self, method: str, params: dict[str, Any]) -> None:
         if method == "notifications/cancelled":
-            scope = self._in_flight.get(params.get("requestId"))  # type: ignore[arg-type]
-            if scope is not None:
-                scope.cancel()
+            request_id = params.get("requestId")
+            # A client's id of any other type (a list, an object) names no request: ignore it.
+            if isinstance(request_id, (str, int)) and not isinstance(request_id, bool):
+                scope = self._in_flight.get(request_id)
+                if scope is not None:
+                    scope.cancel()
         elif method == "notifications/initialized" and self.session is not None:
             if not self.session.initialized:
                 self.session.initialized = True
@@ -139,9 +142,9 @@ class Conversation:
                 reply = result_response(request_id, result)
             except MCPError as error:
                 reply = error_response(request_id, error)
-            except Exception as exc:  # the core already maps user errors; this is a bug of ours
+            except Exception:  # the core already maps user errors; this is a bug of ours
                 logger.exception("Answering %s failed", method)
-                reply = error_response(request_id, MCPError(INTERNAL_ERROR, f"Internal error: {exc}"))
+                reply = error_response(request_id, MCPError(INTERNAL_ERROR, "Internal error"))
         self._in_flight.pop(request_id, None)
         if reply is not None and not scope.cancel_called:
             await self.write(reply)

@@ -331,6 +331,9 @@ async def serve_delete(endpoint: StreamableHTTPEndpoint, send: Send, headers: di
         extra = [(b"allow", b"POST")] if error.http_status == 405 else None
         await send_error(send, error, headers=extra)
         return
+    # The session's calls end now: a tool awaiting the client (ctx.elicit) stops at once instead of
+    # waiting out the client-request timeout for an answer that can no longer come.
+    endpoint.in_flight.cancel_session(session_id)
     endpoint.broker.close(session_id)
     await endpoint.events.forget_session(session_id)
     await send_bytes(send, 200, b"")
