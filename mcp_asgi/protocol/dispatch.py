@@ -56,6 +56,7 @@ LEVEL_RANK = {level: rank for rank, level in enumerate(LOG_LEVELS)}
 def is_log_level(value: Any) -> bool:
     return isinstance(value, str) and value in LEVEL_RANK
 
+
 # Sends a request-scoped message to the client; None is a keep-alive. Returns False if it cannot stream.
 Send = Callable[[dict[str, Any] | None], Awaitable[Any]]
 
