@@ -11,7 +11,7 @@ import binascii
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from mcp_asgi.concurrency import forward_with_keepalive
 from mcp_asgi.protocol.jsonrpc import (
@@ -84,9 +84,12 @@ class CallState:
     session_changed: bool = False
 
 
-@dataclass(frozen=True, slots=True)
-class Call:
-    """One request as the core sees it, whatever transport brought it. Made by `build_call` only."""
+class Call(NamedTuple):
+    """One request as the core sees it, whatever transport brought it. Made by `build_call` only.
+
+    Immutable (a named tuple: the cheapest immutable record to build on the hot path);
+    what changes while the call runs is in `state`.
+    """
 
     revision: Revision
     method: str
