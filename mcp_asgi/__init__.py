@@ -1,13 +1,19 @@
 """mcp-asgi: MCP servers inside any ASGI app, or on their own."""
 
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
 from mcp_asgi.asgi import combine_lifespans, cors_middleware, mount
-from mcp_asgi.components.content import Audio, File, Image
-from mcp_asgi.components.prompts import Message
+from mcp_asgi.components.content import Audio, Image
+from mcp_asgi.components.content import File as FileContent
+from mcp_asgi.components.prompts import PromptMessage
 from mcp_asgi.components.tools import ToolError, ToolResult
 from mcp_asgi.context import Context
 from mcp_asgi.protocol.jsonrpc import MCPError
 from mcp_asgi.protocol.mrtr import Elicit, ElicitationResult, ListRoots, Sample, SamplingResult
-from mcp_asgi.protocol.param_headers import Header
+from mcp_asgi.protocol.param_headers import ParamHeader
 from mcp_asgi.server import FastMCP, MCPServer
 from mcp_asgi.transports.events import EventStore, InMemoryEventStore
 from mcp_asgi.transports.sessions import InMemorySessionStore, SessionRecord, SessionStore
@@ -19,15 +25,15 @@ __all__ = [
     "EventStore",
     "ElicitationResult",
     "FastMCP",
-    "File",
-    "Header",
+    "FileContent",
     "Image",
     "InMemoryEventStore",
     "InMemorySessionStore",
     "ListRoots",
     "MCPError",
     "MCPServer",
-    "Message",
+    "ParamHeader",
+    "PromptMessage",
     "Sample",
     "SamplingResult",
     "SessionRecord",
@@ -39,3 +45,19 @@ __all__ = [
     "mount",
 ]
 __version__ = "0.1.0"
+
+# Old names that clash with what users import beside us (fastapi.Header, fastapi.File,
+# starlette.types.Message); they keep working, with a warning, for one release.
+_DEPRECATED = {"Header": "ParamHeader", "File": "FileContent", "Message": "PromptMessage"}
+
+
+def __getattr__(name: str) -> Any:
+    new = _DEPRECATED.get(name)
+    if new is None:
+        raise AttributeError(f"module 'mcp_asgi' has no attribute {name!r}")
+    warnings.warn(
+        f"mcp_asgi.{name} is deprecated and will be removed in the next release; use mcp_asgi.{new}",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    return globals()[new]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from mcp_asgi.protocol.dispatch import LEVEL_RANK, LOG_LEVELS
 from mcp_asgi.protocol.jsonrpc import INVALID_REQUEST, MCPError, notification
 from mcp_asgi.protocol.mrtr import (
     Elicit,
@@ -21,9 +22,6 @@ if TYPE_CHECKING:
 
     from mcp_asgi.protocol.dispatch import Call
     from mcp_asgi.server import MCPServer
-
-LOG_LEVELS = ("debug", "info", "notice", "warning", "error", "critical", "alert", "emergency")
-LEVEL_RANK = {level: rank for rank, level in enumerate(LOG_LEVELS)}
 
 
 class Context:
@@ -151,8 +149,8 @@ class Context:
 
     async def ask(self, spec: InputSpec, *, key: str | None = None) -> Any:
         if key is None:
-            self._call.asked += 1
-            key = f"{spec.capability}_{self._call.asked}"
+            self._call.state.asked += 1
+            key = f"{spec.capability}_{self._call.state.asked}"
         return (await self.ask_all({key: spec}))[key]
 
     async def ask_all(self, specs: dict[str, InputSpec]) -> dict[str, Any]:
@@ -169,12 +167,12 @@ class Context:
         if call.revision.stateless:
             missing: dict[str, dict[str, Any]] = {}
             for key, spec in specs.items():
-                answer = call.inputs.get(key)
+                answer = call.state.inputs.get(key)
                 parsed = spec.parse(answer) if answer is not None else None
                 if parsed is None:
                     missing[key] = spec.request()
                 else:
-                    call.consumed[key] = answer
+                    call.state.consumed[key] = answer
                     results[key] = parsed
             if missing:
                 raise InputRequired(missing)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Sequence
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -19,16 +19,20 @@ from mcp_asgi.components.errors import call_user_code
 from mcp_asgi.components.prompts import Prompt
 from mcp_asgi.components.resources import Resource, ResourceTemplate, is_template
 from mcp_asgi.components.signature import FunctionArguments, caller_namespace
-from mcp_asgi.components.tools import Tool
+from mcp_asgi.components.tools import Tool, ToolOptions
 from mcp_asgi.context import Context
-from mcp_asgi.protocol.dispatch import ProtocolCore
+from mcp_asgi.protocol.dispatch import Call, ProtocolCore
 from mcp_asgi.protocol.jsonrpc import INTERNAL_ERROR, MCPError
 from mcp_asgi.protocol.mrtr import RequestStateCodec
 from mcp_asgi.protocol.notifications import ChangeHub
+from mcp_asgi.protocol.registry import Registry
 from mcp_asgi.transports.events import EventStore
 from mcp_asgi.transports.sessions import SessionStore
 from mcp_asgi.transports.streamable_http import StreamableHTTPEndpoint
 from mcp_asgi.transports.sweeper import SessionSweeper
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 F = TypeVar("F", bound=Callable[..., Any])
 logger = logging.getLogger("mcp_asgi")
@@ -168,16 +172,12 @@ class MCPServer:
             self.server_info["websiteUrl"] = website_url
         if icons:
             self.server_info["icons"] = icons
-        self._tools: dict[str, Tool] = {}
-        self._resources: dict[str, Resource] = {}
-        self._templates: dict[str, ResourceTemplate] = {}
-        self._prompts: dict[str, Prompt] = {}
-        self._completion: _Completion | None = None
+        # Everything this server offers; the protocol core reads it, worker threads may change it.
+        self._registry = Registry()
         # (route, whether the Host/Origin guard applies to it)
         self._custom_routes: list[tuple[Route, bool]] = []
         self._user_lifespan = lifespan
         self._lifespan = SharedLifespan(self._run_lifespan, name=f"MCP server {name!r}")
-        self._core = ProtocolCore(self)
         # Open notification streams (2025 GET streams, 2026 subscriptions/listen).
         self._hub = ChangeHub()
         self.keepalive_interval = 15.0
@@ -185,71 +185,57 @@ class MCPServer:
         self._state_codec = RequestStateCodec(state_secret)
         # Drops idle sessions of every app built by http_app() while the lifespan runs.
         self._sweeper = SessionSweeper()
+        self._core = ProtocolCore(self, self._registry, self._hub, self._state_codec, self._make_context)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r})"
 
+    def _make_context(self, call: Call) -> Context:
+        return self.context_class(self, call)
+
+    @property
+    def _tools(self) -> dict[str, Tool]:
+        """The registered tools by name (a copy)."""
+        return self._registry.table("tools")
+
     # Registration.
-    def tool(
-        self,
-        fn: F | None = None,
-        /,
-        *,
-        name: str | None = None,
-        title: str | None = None,
-        description: str | None = None,
-        annotations: Any = None,
-        icons: list[dict[str, Any]] | None = None,
-        meta: dict[str, Any] | None = None,
-        input_schema: dict[str, Any] | None = None,
-        output_schema: dict[str, Any] | None = None,
-        structured_output: bool | None = None,
-    ) -> Any:
-        """Register a function as a tool: `@mcp.tool`, `@mcp.tool()` or `@mcp.tool(name=...)`."""
+    def tool(self, fn: F | None = None, /, **options: Unpack[ToolOptions]) -> Any:
+        """Register a function as a tool: `@mcp.tool`, `@mcp.tool()` or `@mcp.tool(name=...)`.
+
+        The options (`name`, `title`, `description`, `annotations`, `icons`, `meta`,
+        `input_schema`, `output_schema`, `structured_output`) are `ToolOptions`.
+        """
         if isinstance(fn, str):
             raise TypeError("Use @mcp.tool(name='...') to name a tool; the first argument is the function")
         localns = caller_namespace()
 
         def register(func: F) -> F:
-            self.add_tool(
-                Tool(
-                    func,
-                    name=name,
-                    title=title,
-                    description=description,
-                    annotations=annotations,
-                    icons=icons,
-                    meta=meta,
-                    input_schema=input_schema,
-                    output_schema=output_schema,
-                    structured_output=structured_output,
-                    localns=localns,
-                )
-            )
+            self.add_tool(Tool(func, localns=localns, **options))
             return func
 
         return register(fn) if fn is not None else register
 
     def add_tool(self, tool: Tool) -> Tool:
+        """Register a `Tool`; safe from any thread, clients listening for list changes are told."""
         tool.mask_error_details = self.mask_error_details
-        self._tools[tool.name] = tool
+        self._registry.add("tools", tool.name, tool)
         self._hub.publish(("tools",))
         return tool
 
     def remove_tool(self, name: str) -> None:
         """Remove a tool; clients listening for list changes are told."""
-        if self._tools.pop(name, None) is None:
+        if not self._registry.remove("tools", name):
             raise KeyError(f"No tool named {name!r}")
         self._hub.publish(("tools",))
 
     def remove_resource(self, uri: str) -> None:
         """Remove a resource or resource template by its URI (template)."""
-        if self._resources.pop(uri, None) is None and self._templates.pop(uri, None) is None:
+        if not self._registry.remove("resources", uri) and not self._registry.remove("templates", uri):
             raise KeyError(f"No resource or template {uri!r}")
         self._hub.publish(("resources",))
 
     def remove_prompt(self, name: str) -> None:
-        if self._prompts.pop(name, None) is None:
+        if not self._registry.remove("prompts", name):
             raise KeyError(f"No prompt named {name!r}")
         self._hub.publish(("prompts",))
 
@@ -292,10 +278,9 @@ class MCPServer:
                 mask_error_details=self.mask_error_details,
             )
             if is_template(uri):
-                template = ResourceTemplate(func, uri, **options)
-                self._templates[uri] = template
+                self._registry.add("templates", uri, ResourceTemplate(func, uri, **options))
             else:
-                self._resources[uri] = Resource(func, uri, size=size, **options)
+                self._registry.add("resources", uri, Resource(func, uri, size=size, **options))
             self._hub.publish(("resources",))
             return func
 
@@ -328,7 +313,7 @@ class MCPServer:
                 localns=localns,
                 mask_error_details=self.mask_error_details,
             )
-            self._prompts[prompt.name] = prompt
+            self._registry.add("prompts", prompt.name, prompt)
             self._hub.publish(("prompts",))
             return func
 
@@ -344,7 +329,7 @@ class MCPServer:
         localns = caller_namespace()
 
         def register(func: F) -> F:
-            self._completion = _Completion(func, localns, self.mask_error_details)
+            self._registry.completion = _Completion(func, localns, self.mask_error_details)
             return func
 
         return register(fn) if fn is not None else register

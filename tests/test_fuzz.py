@@ -30,9 +30,6 @@ MODERN = "2026-07-28"
 LEGACY = "2025-11-25"
 SECONDS = float(os.environ.get("MCP_ASGI_FUZZ_SECONDS", "4"))
 SEED = int(os.environ.get("MCP_ASGI_FUZZ_SEED", "8"))
-# Inputs whose fix lives on branch `structure` (dispatch.py, streamable_http.py). Set to True
-# once it is merged, so the fuzzer sends them too.
-STRUCTURE_MERGED = False
 
 METHODS = [
     "tools/list",
@@ -263,23 +260,6 @@ class Fuzzer:
         return case
 
 
-def known_unfixed(message: Any) -> bool:
-    """Inputs that still fail until branch `structure` is merged (see tests/test_hostile_input.py)."""
-    if STRUCTURE_MERGED or not isinstance(message, dict) or not isinstance(message.get("params"), dict):
-        return False
-    params = message["params"]
-    meta = params.get("_meta")
-    if isinstance(meta, dict) and _unhashable(meta.get("io.modelcontextprotocol/logLevel")):
-        return True
-    if message.get("method") == "logging/setLevel" and _unhashable(params.get("level")):
-        return True
-    return message.get("method") == "notifications/cancelled" and _unhashable(params.get("requestId"))
-
-
-def _unhashable(value: Any) -> bool:
-    return isinstance(value, (list, dict))
-
-
 def check_response(case: Case, response: httpx.Response) -> None:
     where = case.describe()
     assert response.status_code < 500, f"{response.status_code} {response.text[:500]}\n{where}"
@@ -333,8 +313,6 @@ async def fuzz(http: httpx.AsyncClient, seconds: float, seed: int) -> int:
     while time.monotonic() < deadline:
         generation = fuzzer.rng.choice([MODERN, LEGACY])
         case = fuzzer.case(generation, session_id)
-        if known_unfixed(case.message):
-            continue
         response = await send(http, case)
         check_response(case, response)
         sent += 1
@@ -373,8 +351,6 @@ async def fuzz_uvicorn(http: httpx.AsyncClient, seconds: float, seed: int) -> in
         case = fuzzer.case(fuzzer.rng.choice([MODERN, LEGACY]), session_id)
         case.headers.pop("content-length", None)
         case.headers.pop("host", None)
-        if known_unfixed(case.message):
-            continue
         try:
             response = await send(http, case)
         except httpx.LocalProtocolError:

@@ -27,7 +27,6 @@ from tests.hostile_server import build_hostile_server, lenient_client
 from tests.http_helpers import ACCEPT, initialize, modern_request
 
 LEGACY = "2025-11-25"
-STRUCTURE_XFAIL = pytest.mark.xfail(strict=True, reason="fixed on branch structure")
 
 
 def nested(depth: int) -> Any:
@@ -263,7 +262,6 @@ async def test_pending_requests_match_only_what_was_asked():
     assert results == [{"roots": []}]
 
 
-@STRUCTURE_XFAIL
 async def test_cancel_with_unhashable_request_id_on_a_session(http):
     session = await LegacySession.start(http)
     response = await session.post({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": []}})
@@ -271,7 +269,6 @@ async def test_cancel_with_unhashable_request_id_on_a_session(http):
     await session.assert_still_serves()
 
 
-@STRUCTURE_XFAIL
 async def test_set_level_with_a_list_is_invalid_params(http):
     session = await LegacySession.start(http)
     response = await session.post({"jsonrpc": "2.0", "id": 4, "method": "logging/setLevel", "params": {"level": []}})
@@ -279,7 +276,6 @@ async def test_set_level_with_a_list_is_invalid_params(http):
     await session.assert_still_serves()
 
 
-@STRUCTURE_XFAIL
 async def test_modern_log_level_list_is_invalid_params(http):
     params = {"_meta": {"io.modelcontextprotocol/logLevel": []}}
     response = await post_modern(http, "tools/list", params)

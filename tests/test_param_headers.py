@@ -6,7 +6,7 @@ import pydantic
 import pytest
 
 from mcp_asgi.protocol.jsonrpc import HEADER_MISMATCH, MCPError
-from mcp_asgi.protocol.param_headers import Header, ParamHeader, param_headers, validate_param_headers
+from mcp_asgi.protocol.param_headers import MirroredParam, ParamHeader, param_headers, validate_param_headers
 
 
 def schema(**properties: Any) -> dict[str, Any]:
@@ -30,9 +30,9 @@ def test_finds_top_level_and_nested_annotations() -> None:
         )
     )
     assert specs == (
-        ParamHeader(("region",), "Region", "mcp-param-region", "string"),
-        ParamHeader(("options", "limit"), "Row-Limit", "mcp-param-row-limit", "integer"),
-        ParamHeader(("dry",), "Dry_Run", "mcp-param-dry_run", "boolean"),
+        MirroredParam(("region",), "Region", "mcp-param-region", "string"),
+        MirroredParam(("options", "limit"), "Row-Limit", "mcp-param-row-limit", "integer"),
+        MirroredParam(("dry",), "Dry_Run", "mcp-param-dry_run", "boolean"),
     )
 
 
@@ -95,14 +95,14 @@ def test_token_punctuation_is_valid() -> None:
     assert param_headers(schema(r=annotated("string", "a!#$%&'*+-.^_`|~9")))[0].header == "mcp-param-a!#$%&'*+-.^_`|~9"
 
 
-# Header() and the schema pydantic generates from a tool signature.
+# ParamHeader() and the schema pydantic generates from a tool signature.
 
 
 def test_header_lands_in_the_pydantic_schema() -> None:
     model = pydantic.create_model(
         "QueryArgs",
-        region=(Annotated[str, Header("Region", description="Where to run")], ...),
-        limit=(Annotated[int | None, Header("Limit")], None),
+        region=(Annotated[str, ParamHeader("Region", description="Where to run")], ...),
+        limit=(Annotated[int | None, ParamHeader("Limit")], None),
         sql=(str, ...),
     )
     generated = model.model_json_schema()
@@ -120,23 +120,23 @@ def test_header_with_enum_type_resolves_the_ref() -> None:
     class Region(str, Enum):
         us = "us-west1"
 
-    model = pydantic.create_model("Args", region=(Annotated[Region, Header("Region")], ...))
+    model = pydantic.create_model("Args", region=(Annotated[Region, ParamHeader("Region")], ...))
     assert param_headers(model.model_json_schema())[0].kind == "string"
 
 
 def test_header_rejects_a_bad_name_at_declaration() -> None:
     with pytest.raises(ValueError, match="Header\\('Bad Name'\\)"):
-        Header("Bad Name")
+        ParamHeader("Bad Name")
 
 
 # Validation against a tools/call body.
 
-STRING = (ParamHeader(("greeting",), "Greeting", "mcp-param-greeting", "string"),)
-INTEGER = (ParamHeader(("n",), "N", "mcp-param-n", "integer"),)
-BOOLEAN = (ParamHeader(("flag",), "Flag", "mcp-param-flag", "boolean"),)
+STRING = (MirroredParam(("greeting",), "Greeting", "mcp-param-greeting", "string"),)
+INTEGER = (MirroredParam(("n",), "N", "mcp-param-n", "integer"),)
+BOOLEAN = (MirroredParam(("flag",), "Flag", "mcp-param-flag", "boolean"),)
 
 
-def mismatch(specs: tuple[ParamHeader, ...], arguments: Any, headers: dict[str, str]) -> MCPError:
+def mismatch(specs: tuple[MirroredParam, ...], arguments: Any, headers: dict[str, str]) -> MCPError:
     with pytest.raises(MCPError) as caught:
         validate_param_headers(specs, arguments, headers)
     error = caught.value
@@ -233,7 +233,9 @@ def test_object_body_value_cannot_match_a_header() -> None:
 def test_header_in_a_tool_signature_reaches_the_tool_input_schema() -> None:
     from mcp_asgi.components.signature import FunctionArguments
 
-    def query(region: Annotated[str, Header("Region")], sql: str, _limit: Annotated[int, Header("Limit")] = 10) -> str:
+    def query(
+        region: Annotated[str, ParamHeader("Region")], sql: str, _limit: Annotated[int, ParamHeader("Limit")] = 10
+    ) -> str:
         return sql
 
     specs = param_headers(FunctionArguments(query, model_name="query").json_schema())

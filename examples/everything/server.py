@@ -19,11 +19,11 @@ from mcp_asgi import (
     Audio,
     Context,
     Elicit,
-    Header,
     Image,
     ListRoots,
     MCPServer,
-    Message,
+    ParamHeader,
+    PromptMessage,
     Sample,
     ToolError,
 )
@@ -250,7 +250,7 @@ def json_schema_2020_12_tool(**arguments: object) -> str:
 
 
 @mcp.tool
-def test_custom_header(region: Annotated[str, Header("Region")]) -> str:
+def test_custom_header(region: Annotated[str, ParamHeader("Region")]) -> str:
     """Mirrors its `region` argument into the Mcp-Param-Region header (SEP-2243)."""
     return f"Region: {region}"
 
@@ -438,13 +438,13 @@ def test_prompt_with_embedded_resource(resourceUri: str) -> list:
         "type": "resource",
         "resource": {"uri": resourceUri, "mimeType": "text/plain", "text": "Embedded resource content for testing."},
     }
-    return [Message(resource), Message("Please process the embedded resource above.")]
+    return [PromptMessage(resource), PromptMessage("Please process the embedded resource above.")]
 
 
 @mcp.prompt
 def test_prompt_with_image() -> list:
     """A prompt that includes an image."""
-    return [Message(Image(data=PNG, mime_type="image/png")), Message("Please analyze the image above.")]
+    return [PromptMessage(Image(data=PNG, mime_type="image/png")), PromptMessage("Please analyze the image above.")]
 
 
 @mcp.prompt

@@ -18,8 +18,8 @@ from mcp_asgi.components.signature import (
 from mcp_asgi.protocol.jsonrpc import invalid_params
 
 
-class Message(pydantic.BaseModel):
-    """One prompt message: `Message("Summarise this", role="user")`."""
+class PromptMessage(pydantic.BaseModel):
+    """One prompt message: `PromptMessage("Summarise this", role="user")`."""
 
     role: str = "user"
     content: Any
@@ -31,7 +31,7 @@ class Message(pydantic.BaseModel):
 
 
 def _message(value: Any) -> dict[str, Any]:
-    if isinstance(value, Message):
+    if isinstance(value, PromptMessage):
         role, content = value.role, value.content
     elif isinstance(value, dict) and "role" in value and "content" in value:
         role, content = value["role"], value["content"]

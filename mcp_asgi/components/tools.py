@@ -7,7 +7,7 @@ import inspect
 import logging
 import typing
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import pydantic
 
@@ -20,6 +20,9 @@ from mcp_asgi.components.signature import (
     docstring_description,
 )
 from mcp_asgi.protocol.param_headers import param_headers
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 logger = logging.getLogger("mcp_asgi")
 
@@ -64,6 +67,21 @@ def _wants_wrapped(annotation: Any) -> bool | None:
     return True
 
 
+class ToolOptions(TypedDict, total=False):
+    """How a tool is described, beyond its function: `Tool(fn, **options)` and `@mcp.tool(**options)`."""
+
+    name: str | None
+    title: str | None
+    description: str | None
+    annotations: Any
+    icons: list[dict[str, Any]] | None
+    meta: dict[str, Any] | None
+    input_schema: dict[str, Any] | None
+    output_schema: dict[str, Any] | None
+    # False: no outputSchema or structuredContent even when the return type has a schema.
+    structured_output: bool | None
+
+
 class Tool:
     """A registered tool. `definition` is what `tools/list` serves."""
 
@@ -71,20 +89,21 @@ class Tool:
     mask_error_details = False
 
     def __init__(
-        self,
-        fn: Callable[..., Any],
-        *,
-        name: str | None = None,
-        title: str | None = None,
-        description: str | None = None,
-        annotations: Any = None,
-        icons: list[dict[str, Any]] | None = None,
-        meta: dict[str, Any] | None = None,
-        input_schema: dict[str, Any] | None = None,
-        output_schema: dict[str, Any] | None = None,
-        structured_output: bool | None = None,
-        localns: dict[str, Any] | None = None,
+        self, fn: Callable[..., Any], *, localns: dict[str, Any] | None = None, **options: Unpack[ToolOptions]
     ) -> None:
+        unknown = sorted(set(options) - set(ToolOptions.__annotations__))
+        if unknown:
+            raise TypeError(
+                f"Unknown tool option(s): {', '.join(unknown)}; known: {', '.join(ToolOptions.__annotations__)}"
+            )
+        name = options.get("name")
+        title = options.get("title")
+        description = options.get("description")
+        annotations = options.get("annotations")
+        input_schema = options.get("input_schema")
+        output_schema = options.get("output_schema")
+        structured_output = options.get("structured_output")
+        icons, meta = options.get("icons"), options.get("meta")
         self.fn = fn
         self.name = name or callable_name(fn)
         self.arguments = FunctionArguments(fn, model_name=f"{self.name}_arguments", localns=localns)

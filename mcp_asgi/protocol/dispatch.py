@@ -11,11 +11,9 @@ import binascii
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
-import anyio
-
-from mcp_asgi.context import LEVEL_RANK, Context
+from mcp_asgi.concurrency import forward_with_keepalive
 from mcp_asgi.protocol.jsonrpc import (
     INTERNAL_ERROR,
     INVALID_PARAMS,
@@ -27,8 +25,9 @@ from mcp_asgi.protocol.jsonrpc import (
     invalid_params,
     notification,
 )
-from mcp_asgi.protocol.mrtr import MRTR_METHODS, InputRequired, digest
-from mcp_asgi.protocol.notifications import Event, event_message
+from mcp_asgi.protocol.mrtr import MRTR_METHODS, InputRequired, RequestStateCodec, digest
+from mcp_asgi.protocol.notifications import ChangeHub, Event, event_message
+from mcp_asgi.protocol.registry import Registry
 from mcp_asgi.protocol.versions import (
     CACHEABLE_METHODS,
     MODERN_VERSIONS,
@@ -41,9 +40,6 @@ from mcp_asgi.protocol.versions import (
 if TYPE_CHECKING:
     from starlette.requests import Request
 
-    from mcp_asgi.server import MCPServer
-    from mcp_asgi.transports.sessions import SessionRecord
-
 logger = logging.getLogger("mcp_asgi")
 
 META_VERSION = "io.modelcontextprotocol/protocolVersion"
@@ -53,37 +49,122 @@ META_LOG_LEVEL = "io.modelcontextprotocol/logLevel"
 META_SERVER_INFO = "io.modelcontextprotocol/serverInfo"
 META_SUBSCRIPTION_ID = "io.modelcontextprotocol/subscriptionId"
 
+LOG_LEVELS = ("debug", "info", "notice", "warning", "error", "critical", "alert", "emergency")
+LEVEL_RANK = {level: rank for rank, level in enumerate(LOG_LEVELS)}
+
+
+def is_log_level(value: Any) -> bool:
+    return isinstance(value, str) and value in LEVEL_RANK
+
+
 # Sends a request-scoped message to the client; None is a keep-alive. Returns False if it cannot stream.
 Send = Callable[[dict[str, Any] | None], Awaitable[Any]]
 
 
-@dataclass(slots=True)
-class Call:
-    """One request as the core sees it, whatever transport brought it."""
+class Session(Protocol):
+    """The parts of a 2025 session record the core reads and changes (`transports.sessions.SessionRecord`)."""
 
-    revision: Revision
-    method: str
-    params: dict[str, Any]
-    request_id: RequestId | None = None
-    session: SessionRecord | None = None
-    # Request-scoped messages (progress, logs) for the client; None when there is no way to send them.
-    send: Send | None = None
-    request: Request | None = None
-    host_app: Any = None
-    meta: dict[str, Any] = field(default_factory=dict)
-    client_capabilities: dict[str, Any] = field(default_factory=dict)
-    client_info: dict[str, Any] | None = None
-    log_level: str | None = None
-    # Set by handlers that changed the session record, so the transport saves it.
-    session_changed: bool = False
-    # 2025 sessions: send a request to the client and await its answer (None where impossible).
-    request_client: Callable[[str, dict[str, Any]], Awaitable[Any]] | None = None
-    # 2025-11-25 SSE polling: end the HTTP response now, the call's later messages await a resume.
-    close_stream: Callable[[], Awaitable[None]] | None = None
+    session_id: str
+    protocol_version: str | None
+    client_capabilities: dict[str, Any]
+    client_info: dict[str, Any] | None
+    log_level: str | None
+    subscriptions: set[str]
+
+    def adopt_client(self, capabilities: Any, client_info: Any) -> None: ...
+
+    def subscribe(self, uri: str) -> bool: ...
+
+
+@dataclass(slots=True)
+class CallState:
+    """What changes while a call runs; everything else about a call is fixed when it is built."""
+
     # 2026-07-28 MRTR: answers the client supplied (inputResponses + requestState), and those used so far.
     inputs: dict[str, Any] = field(default_factory=dict)
     consumed: dict[str, Any] = field(default_factory=dict)
     asked: int = 0
+    # Set by handlers that changed the session record, so the transport saves it.
+    session_changed: bool = False
+
+
+class Call(NamedTuple):
+    """One request as the core sees it, whatever transport brought it. Made by `build_call` only.
+
+    Immutable (a named tuple: the cheapest immutable record to build on the hot path);
+    what changes while the call runs is in `state`.
+    """
+
+    revision: Revision
+    method: str
+    params: dict[str, Any]
+    request_id: RequestId
+    # `params["_meta"]` when it is an object, else empty.
+    meta: dict[str, Any]
+    # The 2025 session the request belongs to; None on 2026-07-28 and stateless endpoints.
+    session: Session | None
+    request: Request | None
+    host_app: Any
+    # Request-scoped messages (progress, logs) for the client; None when there is no way to send them.
+    send: Send | None
+    # 2025 sessions: send a request to the client and await its answer (None where impossible).
+    request_client: Callable[[str, dict[str, Any]], Awaitable[Any]] | None
+    # 2025-11-25 SSE polling: end the HTTP response now, the call's later messages await a resume.
+    close_stream: Callable[[], Awaitable[None]] | None
+    state: CallState
+
+    # What the client declared: in `_meta` on every 2026-07-28 request, at `initialize` on 2025 sessions.
+    @property
+    def client_capabilities(self) -> dict[str, Any]:
+        if self.revision.stateless:
+            return self.meta.get(META_CAPABILITIES) or {}
+        return self.session.client_capabilities if self.session is not None else {}
+
+    @property
+    def client_info(self) -> dict[str, Any] | None:
+        if self.revision.stateless:
+            return self.meta.get(META_CLIENT_INFO)
+        return self.session.client_info if self.session is not None else None
+
+    @property
+    def log_level(self) -> str | None:
+        if self.revision.stateless:
+            return self.meta.get(META_LOG_LEVEL)
+        return self.session.log_level if self.session is not None else None
+
+
+def build_call(
+    message: dict[str, Any],
+    revision: Revision,
+    *,
+    session: Session | None = None,
+    request: Request | None = None,
+    host_app: Any = None,
+    send: Send | None = None,
+    request_client: Callable[[str, dict[str, Any]], Awaitable[Any]] | None = None,
+    close_stream: Callable[[], Awaitable[None]] | None = None,
+) -> Call:
+    """The one place a `Call` is made: a transport hands over the request message and what it knows.
+
+    `message` is a classified JSON-RPC request; a 2026-07-28 one has had its `_meta`
+    checked by `read_modern_meta`, which gave `revision`.
+    """
+    params = message.get("params") or {}
+    meta = params.get("_meta")
+    return Call(
+        revision,
+        message["method"],
+        params,
+        message["id"],
+        meta if isinstance(meta, dict) else {},
+        session,
+        request,
+        host_app,
+        send,
+        request_client,
+        close_stream,
+        CallState(),
+    )
 
 
 def unsupported_version(requested: Any) -> MCPError:
@@ -95,24 +176,27 @@ def unsupported_version(requested: Any) -> MCPError:
     )
 
 
-def read_modern_meta(params: dict[str, Any]) -> tuple[Revision, dict[str, Any], Any, str | None, dict[str, Any]]:
-    """Version, capabilities, client info and log level a modern request declares in `_meta`."""
+def read_modern_meta(params: dict[str, Any]) -> Revision:
+    """The revision a modern request declares in `_meta`, once the rest of `_meta` is checked."""
     meta = params.get("_meta")
     if not isinstance(meta, dict):
         raise _bad_meta(f"Invalid params: a {MODERN_VERSIONS[-1]} request must carry `_meta` with {META_VERSION}")
     version = meta.get(META_VERSION)
+    # Every missing or malformed field at once, so a client fixes its request in one round.
+    problems = []
     if not isinstance(version, str):
-        raise _bad_meta(f"Invalid params: `_meta` is missing {META_VERSION}")
+        problems.append(f"`_meta` is missing {META_VERSION}")
+    if not isinstance(meta.get(META_CAPABILITIES), dict):
+        problems.append(f"`_meta` is missing {META_CAPABILITIES}")
+    level = meta.get(META_LOG_LEVEL)
+    if level is not None and not is_log_level(level):
+        problems.append(f"{META_LOG_LEVEL} must be one of {', '.join(LOG_LEVELS)}")
+    if problems:
+        raise _bad_meta("Invalid params: " + "; ".join(problems))
     revision = REVISIONS.get(version)
     if revision is None or not revision.stateless:
         raise unsupported_version(version)
-    capabilities = meta.get(META_CAPABILITIES)
-    if not isinstance(capabilities, dict):
-        raise _bad_meta(f"Invalid params: `_meta` is missing {META_CAPABILITIES}")
-    level = meta.get(META_LOG_LEVEL)
-    if level is not None and level not in LEVEL_RANK:
-        raise _bad_meta(f"Invalid params: {META_LOG_LEVEL} must be one of {', '.join(LEVEL_RANK)}")
-    return revision, meta, meta.get(META_CLIENT_INFO), level, capabilities
+    return revision
 
 
 def _page(items: list[dict[str, Any]], cursor: Any, size: int | None) -> tuple[list[dict[str, Any]], str | None]:
@@ -138,11 +222,33 @@ def _require_str(params: dict[str, Any], key: str, method: str) -> str:
     return value
 
 
+class ServerSettings(Protocol):
+    """The public settings of the server the core answers for (read per request: they may change)."""
+
+    server_info: dict[str, Any]
+    instructions: str | None
+    page_size: int | None
+    cache_ttl_ms: int
+    keepalive_interval: float
+
+
 class ProtocolCore:
     """Answers MCP requests for one server."""
 
-    def __init__(self, server: MCPServer) -> None:
-        self.server = server
+    def __init__(
+        self,
+        settings: ServerSettings,
+        registry: Registry,
+        hub: ChangeHub,
+        state_codec: RequestStateCodec,
+        make_context: Callable[[Call], Any],
+    ) -> None:
+        self.server = settings
+        self.registry = registry
+        self.hub = hub
+        self.state_codec = state_codec
+        # Builds the `Context` user functions receive; the server supplies it (its `context_class`).
+        self.context = make_context
         self._handlers: dict[str, Callable[[Call], Awaitable[dict[str, Any]]]] = {
             "initialize": self._initialize,
             "ping": self._empty,
@@ -161,16 +267,20 @@ class ProtocolCore:
             "subscriptions/listen": self._listen,
         }
 
-    def knows(self, call: Call) -> bool:
-        if call.method == "completion/complete" and self.server._completion is None:
+    def knows(self, revision: Revision, method: str) -> bool:
+        if method == "completion/complete" and self.registry.completion is None:
             return False
-        return call.revision.allows(call.method) and call.method in self._handlers
+        return revision.allows(method) and method in self._handlers
+
+    def require_known(self, revision: Revision, method: str) -> None:
+        """Raise method-not-found (404 on 2026-07-28 HTTP) unless `revision` has `method`."""
+        if not self.knows(revision, method):
+            status = 404 if revision.stateless else 200
+            raise MCPError(METHOD_NOT_FOUND, f"Method not found: {method}", http_status=status)
 
     async def handle(self, call: Call) -> dict[str, Any]:
         """The result of one request, shaped for its revision; raises `MCPError`."""
-        if not self.knows(call):
-            status = 404 if call.revision.stateless else 200
-            raise MCPError(METHOD_NOT_FOUND, f"Method not found: {call.method}", http_status=status)
+        self.require_known(call.revision, call.method)
         mrtr = call.revision.stateless and call.method in MRTR_METHODS
         if mrtr and ("requestState" in call.params or "inputResponses" in call.params):
             self._load_inputs(call)
@@ -186,11 +296,12 @@ class ProtocolCore:
             result = {
                 "resultType": "input_required",
                 "inputRequests": need.requests,
-                "requestState": self.server._state_codec.seal(self._binding(call), call.consumed),
+                "requestState": self.state_codec.seal(self._binding(call), call.state.consumed),
             }
         except Exception as exc:
+            # The text of an unexpected exception can hold secrets: it goes to the log only.
             logger.exception("Handler for %s raised", call.method)
-            raise MCPError(INTERNAL_ERROR, f"Internal error: {exc}", http_status=200) from exc
+            raise MCPError(INTERNAL_ERROR, "Internal error", http_status=200) from exc
         if call.revision.result_type:
             result.setdefault("resultType", "complete")
             if call.method in CACHEABLE_METHODS and result["resultType"] == "complete":
@@ -217,15 +328,12 @@ class ProtocolCore:
     def _load_inputs(self, call: Call) -> None:
         token = call.params.get("requestState")
         if token is not None:
-            call.inputs.update(self.server._state_codec.open(token, self._binding(call)))
+            call.state.inputs.update(self.state_codec.open(token, self._binding(call)))
         responses = call.params.get("inputResponses")
         if isinstance(responses, dict):
-            call.inputs.update(responses)
+            call.state.inputs.update(responses)
         elif responses is not None:
             raise invalid_params("Invalid params: inputResponses must be an object")
-
-    def context(self, call: Call) -> Context:
-        return self.server.context_class(self.server, call)
 
     # Handshake and housekeeping.
     def capabilities(self) -> dict[str, Any]:
@@ -235,7 +343,7 @@ class ProtocolCore:
             "prompts": {"listChanged": True},
             "logging": {},
         }
-        if self.server._completion is not None:
+        if self.registry.completion is not None:
             caps["completions"] = {}
         return caps
 
@@ -245,7 +353,7 @@ class ProtocolCore:
         if session is not None:
             session.protocol_version = revision.version
             session.adopt_client(call.params.get("capabilities"), call.params.get("clientInfo"))
-            call.session_changed = True
+            call.state.session_changed = True
         result: dict[str, Any] = {
             "protocolVersion": revision.version,
             "capabilities": self.capabilities(),
@@ -260,11 +368,11 @@ class ProtocolCore:
 
     async def _set_level(self, call: Call) -> dict[str, Any]:
         level = call.params.get("level")
-        if level not in LEVEL_RANK:
+        if not is_log_level(level):
             raise invalid_params(f"Invalid params: level must be one of {', '.join(LEVEL_RANK)}")
         if call.session is not None:
             call.session.log_level = level
-            call.session_changed = True
+            call.state.session_changed = True
         return {}
 
     async def _discover(self, call: Call) -> dict[str, Any]:
@@ -286,12 +394,12 @@ class ProtocolCore:
 
     async def _tools_list(self, call: Call) -> dict[str, Any]:
         structured = call.revision.structured_output
-        tools = [t.definition if structured else t.legacy_definition for t in self.server._tools.values()]
+        tools = [t.definition if structured else t.legacy_definition for t in self.registry.snapshot("tools")]
         return self._list(call, "tools", tools)
 
     async def _tools_call(self, call: Call) -> dict[str, Any]:
         name = _require_str(call.params, "name", "tools/call")
-        tool = self.server._tools.get(name)
+        tool = self.registry.get("tools", name)
         if tool is None:
             raise invalid_params(f"Unknown tool: {name}")
         context = self.context(call) if tool.arguments.context_param else None
@@ -299,17 +407,17 @@ class ProtocolCore:
 
     # Resources.
     async def _resources_list(self, call: Call) -> dict[str, Any]:
-        return self._list(call, "resources", [r.definition for r in self.server._resources.values()])
+        return self._list(call, "resources", [r.definition for r in self.registry.snapshot("resources")])
 
     async def _templates_list(self, call: Call) -> dict[str, Any]:
-        return self._list(call, "resourceTemplates", [t.definition for t in self.server._templates.values()])
+        return self._list(call, "resourceTemplates", [t.definition for t in self.registry.snapshot("templates")])
 
     async def read_resource(self, uri: str, call: Call) -> list[dict[str, Any]]:
-        resource = self.server._resources.get(uri)
+        resource = self.registry.get("resources", uri)
         if resource is not None:
             context = self.context(call) if resource.arguments.context_param else None
             return await resource.read(context)
-        for template in self.server._templates.values():
+        for template in self.registry.snapshot("templates"):
             params = template.match(uri)
             if params is not None:
                 context = self.context(call) if template.arguments.context_param else None
@@ -323,14 +431,14 @@ class ProtocolCore:
     async def _subscribe(self, call: Call) -> dict[str, Any]:
         uri = _require_str(call.params, "uri", "resources/subscribe")
         if call.session is not None and call.session.subscribe(uri):
-            call.session_changed = True
+            call.state.session_changed = True
         return {}
 
     async def _unsubscribe(self, call: Call) -> dict[str, Any]:
         uri = _require_str(call.params, "uri", "resources/unsubscribe")
         if call.session is not None and uri in call.session.subscriptions:
             call.session.subscriptions.discard(uri)
-            call.session_changed = True
+            call.state.session_changed = True
         return {}
 
     async def _listen(self, call: Call) -> dict[str, Any]:
@@ -358,7 +466,7 @@ class ProtocolCore:
 
         if call.send is None:
             raise MCPError(INVALID_REQUEST, "subscriptions/listen needs a transport that can stream")
-        stream, stop = self.server._hub.listen(translate)
+        stream, stop = self.hub.listen(translate)
         try:
             acknowledged = notification(
                 "notifications/subscriptions/acknowledged", {"_meta": tag, "notifications": agreed}
@@ -367,16 +475,10 @@ class ProtocolCore:
                 raise MCPError(
                     INVALID_REQUEST, "subscriptions/listen needs an SSE reply; this endpoint has json_response=True"
                 )
+            send = call.send
             async with stream:
-                while True:
-                    with anyio.move_on_after(self.server.keepalive_interval):
-                        try:
-                            message = await stream.receive()
-                        except anyio.EndOfStream:
-                            break
-                        await call.send(message)
-                        continue
-                    await call.send(None)  # a keep-alive for transports that need one
+                # None is a keep-alive, for transports that need one.
+                await forward_with_keepalive(stream, send, lambda: send(None), self.server.keepalive_interval)
         finally:
             stop()
         # The server ended the subscription (shutdown): a graceful close carries a result.
@@ -384,11 +486,11 @@ class ProtocolCore:
 
     # Prompts.
     async def _prompts_list(self, call: Call) -> dict[str, Any]:
-        return self._list(call, "prompts", [p.definition for p in self.server._prompts.values()])
+        return self._list(call, "prompts", [p.definition for p in self.registry.snapshot("prompts")])
 
     async def _prompts_get(self, call: Call) -> dict[str, Any]:
         name = _require_str(call.params, "name", "prompts/get")
-        prompt = self.server._prompts.get(name)
+        prompt = self.registry.get("prompts", name)
         if prompt is None:
             raise invalid_params(f"Unknown prompt: {name}")
         context = self.context(call) if prompt.arguments.context_param else None
@@ -399,7 +501,7 @@ class ProtocolCore:
 
     # Completion.
     async def _complete(self, call: Call) -> dict[str, Any]:
-        handler = self.server._completion
+        handler = self.registry.completion
         assert handler is not None
         ref = call.params.get("ref")
         argument = call.params.get("argument")

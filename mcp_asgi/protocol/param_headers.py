@@ -18,7 +18,7 @@ import pydantic
 
 from mcp_asgi.protocol.jsonrpc import HEADER_MISMATCH, MCPError
 
-__all__ = ["Header", "ParamHeader", "param_headers", "validate_param_headers"]
+__all__ = ["MirroredParam", "ParamHeader", "param_headers", "validate_param_headers"]
 
 ANNOTATION = "x-mcp-header"
 HEADER_PREFIX = "mcp-param-"
@@ -39,7 +39,7 @@ _SCHEMA_MAPS = frozenset({"properties", "patternProperties", "$defs", "definitio
 
 
 @dataclass(frozen=True)
-class ParamHeader:
+class MirroredParam:
     """One parameter a client mirrors into a header."""
 
     path: tuple[str, ...]  # chain of `properties` keys from the schema root
@@ -52,24 +52,24 @@ class ParamHeader:
         return f"Mcp-Param-{self.name}"
 
 
-def Header(name: str, **field_kwargs: Any) -> Any:  # noqa: N802 - reads like a type at the call site
+def ParamHeader(name: str, **field_kwargs: Any) -> Any:  # noqa: N802 - reads like a type at the call site
     """Mark a tool parameter to be mirrored into the `Mcp-Param-{name}` HTTP header.
 
         @mcp.tool()
-        def query(region: Annotated[str, Header("Region")], sql: str) -> str: ...
+        def query(region: Annotated[str, ParamHeader("Region")], sql: str) -> str: ...
 
     Other keyword arguments go to `pydantic.Field` (`description=...`, `ge=...`).
     """
-    _check_name(name, f"Header({name!r})")
+    _check_name(name, f"ParamHeader({name!r})")
     extra = field_kwargs.pop("json_schema_extra", None)
     if extra is None:
         extra = {}
     elif not isinstance(extra, dict):
-        raise TypeError("Header() `json_schema_extra` must be a dict when combined with an x-mcp-header name")
+        raise TypeError("ParamHeader() `json_schema_extra` must be a dict when combined with an x-mcp-header name")
     return pydantic.Field(json_schema_extra={**extra, ANNOTATION: name}, **field_kwargs)
 
 
-def param_headers(input_schema: dict[str, Any]) -> tuple[ParamHeader, ...]:
+def param_headers(input_schema: dict[str, Any]) -> tuple[MirroredParam, ...]:
     """The `x-mcp-header` annotations of a tool's input schema.
 
     Raises ValueError naming the property when an annotation breaks the spec's constraints;
@@ -77,9 +77,9 @@ def param_headers(input_schema: dict[str, Any]) -> tuple[ParamHeader, ...]:
     """
     if not isinstance(input_schema, dict):
         return ()
-    found: list[ParamHeader] = []
+    found: list[MirroredParam] = []
     _walk(input_schema, (), input_schema, found)
-    seen: dict[str, ParamHeader] = {}
+    seen: dict[str, MirroredParam] = {}
     for spec in found:
         other = seen.get(spec.header)
         if other is not None:
@@ -91,13 +91,13 @@ def param_headers(input_schema: dict[str, Any]) -> tuple[ParamHeader, ...]:
     return tuple(found)
 
 
-def _walk(schema: dict[str, Any], path: tuple[str, ...], root: dict[str, Any], found: list[ParamHeader]) -> None:
+def _walk(schema: dict[str, Any], path: tuple[str, ...], root: dict[str, Any], found: list[MirroredParam]) -> None:
     """Collect annotations reachable through `properties` only; reject any found elsewhere."""
     if ANNOTATION in schema and path:
         name = schema[ANNOTATION]
         where = f"property {_dotted(path)!r}"
         _check_name(name, where)
-        found.append(ParamHeader(path, name, HEADER_PREFIX + name.lower(), _kind(schema, root, where)))
+        found.append(MirroredParam(path, name, HEADER_PREFIX + name.lower(), _kind(schema, root, where)))
     elif ANNOTATION in schema:
         raise ValueError("x-mcp-header cannot annotate the input schema itself, only one of its properties")
     for keyword, value in schema.items():
@@ -185,7 +185,7 @@ def _types(schema: Any, root: dict[str, Any], depth: int) -> set[str]:
     return set()
 
 
-def validate_param_headers(specs: tuple[ParamHeader, ...], arguments: Any, headers: dict[str, str]) -> None:
+def validate_param_headers(specs: tuple[MirroredParam, ...], arguments: Any, headers: dict[str, str]) -> None:
     """Check each mirrored header against the `tools/call` arguments.
 
     Raises HeaderMismatch (-32020, HTTP 400) when a value present in the body has no header,

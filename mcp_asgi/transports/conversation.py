@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 from anyio.abc import TaskGroup
 
-from mcp_asgi.protocol.dispatch import META_VERSION, Call, read_modern_meta
+from mcp_asgi.protocol.dispatch import META_VERSION, Call, Send, build_call, read_modern_meta
 from mcp_asgi.protocol.jsonrpc import (
     INTERNAL_ERROR,
     INVALID_REQUEST,
@@ -84,10 +84,6 @@ class Conversation:
         self.pending = PendingRequests()
         self._stop_changes: Callable[[], None] | None = None
 
-    @property
-    def in_flight(self) -> int:
-        return len(self._in_flight)
-
     async def receive(self, message: Any) -> None:
         """Take one decoded message: answer notifications now, start a task for a request."""
         try:
@@ -109,87 +105,71 @@ class Conversation:
             return
         cancel_scope = anyio.CancelScope()
         self._in_flight[request_id] = cancel_scope
-        self.task_group.start_soon(self._answer, message["method"], params, request_id, cancel_scope)
+        self.task_group.start_soon(self._answer, message, cancel_scope)
 
     async def _notification(self, method: str, params: dict[str, Any]) -> None:
         if method == "notifications/cancelled":
-            scope = self._in_flight.get(params.get("requestId"))  # type: ignore[arg-type]
-            if scope is not None:
-                scope.cancel()
+            request_id = params.get("requestId")
+            # A client's id of any other type (a list, an object) names no request: ignore it.
+            if isinstance(request_id, (str, int)) and not isinstance(request_id, bool):
+                scope = self._in_flight.get(request_id)
+                if scope is not None:
+                    scope.cancel()
         elif method == "notifications/initialized" and self.session is not None:
             if not self.session.initialized:
                 self.session.initialized = True
                 await self._session_changed()
 
-    async def _answer(
-        self, method: str, params: dict[str, Any], request_id: RequestId, scope: anyio.CancelScope
-    ) -> None:
+    async def _answer(self, message: dict[str, Any], scope: anyio.CancelScope) -> None:
+        method, request_id = message["method"], message["id"]
         reply: dict[str, Any] | None = None
         with scope:
             try:
-                call = self._call(method, params, request_id)
 
-                async def send(message: dict[str, Any] | None) -> bool:
+                async def send(early: dict[str, Any] | None) -> bool:
                     # A cancelled request sends nothing more (the cancellation rule); None is a
                     # keep-alive, which a channel that stays open needs not.
-                    if message is not None and not scope.cancel_called:
-                        await self.write(message)
+                    if early is not None and not scope.cancel_called:
+                        await self.write(early)
                     return True
 
-                call.send = send
-                if call.session is not None:
-                    call.request_client = self._request_client
+                call = self._call(message, send)
                 result = await self.server._core.handle(call)
-                if call.session_changed:
+                if call.state.session_changed:
                     await self._session_changed()
                 if method == "initialize" and call.session is not None:
                     self._follow_changes(call.session)
                 reply = result_response(request_id, result)
             except MCPError as error:
                 reply = error_response(request_id, error)
-            except Exception as exc:  # the core already maps user errors; this is a bug of ours
+            except Exception:  # the core already maps user errors; this is a bug of ours
                 logger.exception("Answering %s failed", method)
-                reply = error_response(request_id, MCPError(INTERNAL_ERROR, f"Internal error: {exc}"))
+                reply = error_response(request_id, MCPError(INTERNAL_ERROR, "Internal error"))
         self._in_flight.pop(request_id, None)
         if reply is not None and not scope.cancel_called:
             await self.write(reply)
 
-    def _call(self, method: str, params: dict[str, Any], request_id: RequestId) -> Call:
-        meta = params.get("_meta")
+    def _call(self, message: dict[str, Any], send: Send) -> Call:
+        params = message.get("params") or {}
         if self.allow_modern and is_modern(params):
-            revision, meta, client_info, log_level, capabilities = read_modern_meta(params)
-            return Call(
-                revision=revision,
-                method=method,
-                params=params,
-                request_id=request_id,
-                host_app=self.host_app,
-                request=self.request,
-                meta=meta,
-                client_capabilities=capabilities,
-                client_info=client_info,
-                log_level=log_level,
+            return build_call(
+                message, read_modern_meta(params), request=self.request, host_app=self.host_app, send=send
             )
-        session = self.session
-        if method == "initialize":
-            if session is None:
-                session = self.session = SessionRecord(session_id="stdio")
+        if message["method"] == "initialize":
+            if self.session is None:
+                self.session = SessionRecord(session_id="stdio")
             # The handler negotiates and records the version; any legacy revision lets it run.
             revision = REVISIONS[LATEST_LEGACY]
         else:
-            revision = self._legacy_revision(method)
-        return Call(
-            revision=revision,
-            method=method,
-            params=params,
-            request_id=request_id,
-            session=session,
-            host_app=self.host_app,
+            revision = self._legacy_revision(message["method"])
+        return build_call(
+            message,
+            revision,
+            session=self.session,
             request=self.request,
-            meta=meta if isinstance(meta, dict) else {},
-            client_capabilities=session.client_capabilities if session else {},
-            client_info=session.client_info if session else None,
-            log_level=session.log_level if session else None,
+            host_app=self.host_app,
+            send=send,
+            request_client=self._request_client if self.session is not None else None,
         )
 
     def _legacy_revision(self, method: str) -> Revision:
@@ -210,11 +190,6 @@ class Conversation:
     async def _session_changed(self) -> None:
         if self.session is not None and self.on_session_changed is not None:
             await self.on_session_changed(self.session)
-
-    def cancel_all(self) -> None:
-        for scope in self._in_flight.values():
-            scope.cancel()
-        self.stop_following()
 
     def stop_following(self) -> None:
         """Stop sending change notifications (the channel's input ended)."""

@@ -21,6 +21,7 @@ from typing import Any, NamedTuple, Protocol
 import anyio
 from starlette.types import Receive, Send
 
+from mcp_asgi.concurrency import DisconnectWatcher
 from mcp_asgi.protocol.jsonrpc import encode
 from mcp_asgi.transports.http_common import SSE_HEADERS, SSE_KEEPALIVE, send_bytes, sse_event
 
@@ -347,14 +348,7 @@ async def resume_stream(
     headers = SSE_HEADERS + [(b"mcp-session-id", session_id.encode())]
     await send({"type": "http.response.start", "status": 200, "headers": headers})
     await send({"type": "http.response.body", "body": b"retry: %d\n\n" % retry_ms, "more_body": True})
-    async with anyio.create_task_group() as group:
-
-        async def watch() -> None:
-            while (await receive())["type"] != "http.disconnect":
-                pass
-            group.cancel_scope.cancel()
-
-        group.start_soon(watch)
+    with DisconnectWatcher(receive):
         waited = False
         while replay is not None:
             if replay.events:
@@ -367,6 +361,5 @@ async def resume_stream(
                 break
             replay = await store.read(session_id, last_event_id, keepalive_interval)
             waited = True
-        group.cancel_scope.cancel()
     await send({"type": "http.response.body", "body": b"", "more_body": False})
     return True

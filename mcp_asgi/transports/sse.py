@@ -19,6 +19,7 @@ from starlette.routing import BaseRoute
 from starlette.types import Receive, Scope, Send
 
 from mcp_asgi.asgi.security import HostOriginGuard, guarded
+from mcp_asgi.concurrency import DisconnectWatcher, forward_with_keepalive
 from mcp_asgi.protocol.jsonrpc import INVALID_REQUEST, MCPError, classify, decode, request_id_of
 from mcp_asgi.transports.broker import InProcessBroker
 from mcp_asgi.transports.conversation import Conversation
@@ -104,36 +105,27 @@ class SSEEndpoint:
         try:
             await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
             await write(self.endpoint_url(scope, session.session_id).encode(), event="endpoint")
-            async with anyio.create_task_group() as group:
-
-                async def watch() -> None:
-                    while (await receive())["type"] != "http.disconnect":
-                        pass
+            with DisconnectWatcher(receive):
+                async with anyio.create_task_group() as group:
+                    conversation = Conversation(
+                        self.server,
+                        write,
+                        group,
+                        session=session,
+                        allow_modern=False,
+                        default_version=SSE_REVISION,
+                        on_session_changed=self.sessions.save,
+                        host_app=scope.get("mcp_asgi.host_app"),
+                        request=Request(scope),
+                    )
+                    try:
+                        # Until the broker closes the inbox (shutdown) or the client leaves.
+                        await forward_with_keepalive(
+                            inbox, conversation.receive, lambda: write(None), self.keepalive_interval
+                        )
+                    finally:
+                        conversation.stop_following()
                     group.cancel_scope.cancel()
-
-                group.start_soon(watch)
-                conversation = Conversation(
-                    self.server,
-                    write,
-                    group,
-                    session=session,
-                    allow_modern=False,
-                    default_version=SSE_REVISION,
-                    on_session_changed=self.sessions.save,
-                    host_app=scope.get("mcp_asgi.host_app"),
-                    request=Request(scope),
-                )
-                while True:
-                    with anyio.move_on_after(self.keepalive_interval):
-                        try:
-                            message = await inbox.receive()
-                        except (anyio.EndOfStream, anyio.ClosedResourceError):
-                            break  # the broker closed the stream: the server is shutting down
-                        await conversation.receive(message)
-                        continue
-                    await write(None)
-                conversation.stop_following()
-                group.cancel_scope.cancel()
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         except OSError:
             pass

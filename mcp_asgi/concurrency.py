@@ -1,0 +1,98 @@
+"""The two waiting patterns every stream shares: watching for a disconnect, and keep-alives.
+
+The bottom layer: imports nothing from mcp_asgi, so the protocol core and the
+transports can both use it. It is also the one module that touches asyncio
+directly (see docs/design.md, "One concurrency library").
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from types import TracebackType
+from typing import Any, TypeVar
+
+import anyio
+from anyio.abc import ObjectReceiveStream
+
+T = TypeVar("T")
+
+# ASGI's `receive`, spelled without importing starlette.
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+
+
+async def _until_disconnect(receive: Receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+class DisconnectWatcher:
+    """A cancel scope that the client closing its connection cancels.
+
+        with DisconnectWatcher(receive) as watch:
+            ...            # cancelled if the client goes away
+        if watch.disconnected: ...
+
+    The watcher is a bare asyncio task with a done-callback, not an anyio task group:
+    a task group per request costs about five times as much (150 vs 29 us measured),
+    which halved the throughput of a trivial tool call. It never outlives the block.
+    """
+
+    __slots__ = ("_receive", "_on_disconnect", "_scope", "_task", "disconnected")
+
+    def __init__(self, receive: Receive, on_disconnect: Callable[[], None] | None = None) -> None:
+        self._receive = receive
+        # Runs right before the scope is cancelled (e.g. to stop writing to a gone client).
+        self._on_disconnect = on_disconnect
+        self._scope = anyio.CancelScope()
+        self._task: asyncio.Future[None] | None = None
+        self.disconnected = False
+
+    def __enter__(self) -> DisconnectWatcher:
+        self._scope.__enter__()
+        self._task = asyncio.ensure_future(_until_disconnect(self._receive))
+        self._task.add_done_callback(self._done)
+        return self
+
+    def _done(self, task: asyncio.Future[None]) -> None:
+        if task.cancelled() or task.exception() is not None:
+            return  # our own cleanup, or `receive` broke: nothing says the client left
+        self.disconnected = True
+        if self._on_disconnect is not None:
+            self._on_disconnect()
+        self._scope.cancel()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> bool:
+        assert self._task is not None
+        self._task.remove_done_callback(self._done)
+        self._task.cancel()
+        return bool(self._scope.__exit__(exc_type, exc, tb))
+
+
+_SILENCE = object()
+
+
+async def forward_with_keepalive(
+    source: ObjectReceiveStream[T],
+    deliver: Callable[[T], Awaitable[Any]],
+    keepalive: Callable[[], Awaitable[Any]],
+    interval: float,
+) -> None:
+    """Hand every item of `source` to `deliver` until it ends; `keepalive()` after `interval` s of quiet.
+
+    Only the wait for the next item is timed: a delivery that a slow reader holds up
+    past the interval delays the next keep-alive and never loses the item.
+    """
+    while True:
+        item: Any = _SILENCE
+        with anyio.move_on_after(interval):
+            try:
+                item = await source.receive()
+            except (anyio.EndOfStream, anyio.ClosedResourceError):
+                return
+        if item is _SILENCE:
+            await keepalive()
+        else:
+            await deliver(item)

@@ -1,0 +1,78 @@
+"""How one POSTed request is answered on Streamable HTTP, whatever its revision.
+
+The reply is JSON unless something is sent before the result (progress, logs, a
+request to the client), in which case it turns into an SSE stream at that moment:
+plain calls pay for no stream and no task.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from starlette.types import Send
+
+from mcp_asgi.protocol.dispatch import Call, ProtocolCore
+from mcp_asgi.protocol.jsonrpc import MCPError, encode, error_response, result_response
+from mcp_asgi.transports.http_common import SSE_HEADERS, SSE_KEEPALIVE, send_bytes, sse_event
+
+
+class Reply(Protocol):
+    """What `answer` needs of a reply: `JSONOrSSEReply`, or `events.ResumableReply` on 2025-11-25."""
+
+    async def early(self, message: dict[str, Any] | None) -> bool: ...
+
+    async def finish(self, message: dict[str, Any] | None, status: int = 200) -> None: ...
+
+
+class JSONOrSSEReply:
+    """Answers one POSTed request: JSON by default, SSE from the first early message on."""
+
+    __slots__ = ("send", "headers", "allow_sse", "started", "closed")
+
+    def __init__(self, send: Send, headers: list[tuple[bytes, bytes]], allow_sse: bool) -> None:
+        self.send = send
+        self.headers = headers
+        self.allow_sse = allow_sse
+        self.started = False
+        self.closed = False
+
+    def abandon(self) -> None:
+        """The client went away: write nothing more."""
+        self.closed = True
+
+    async def early(self, message: dict[str, Any] | None) -> bool:
+        """Send a message before the result (None: a keep-alive); False if this reply cannot carry it."""
+        if not self.allow_sse or self.closed:
+            return False
+        if message is None:
+            if self.started:
+                await self.send({"type": "http.response.body", "body": SSE_KEEPALIVE, "more_body": True})
+            return True
+        if not self.started:
+            self.started = True
+            await self.send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS + self.headers})
+        await self.send({"type": "http.response.body", "body": sse_event(message), "more_body": True})
+        return True
+
+    async def finish(self, message: dict[str, Any] | None, status: int = 200) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        if self.started:
+            body = sse_event(message) if message is not None else b""
+            await self.send({"type": "http.response.body", "body": body, "more_body": False})
+        elif message is None:
+            await send_bytes(self.send, 202, b"", self.headers)
+        else:
+            await send_bytes(self.send, status, encode(message), self.headers)
+
+
+async def answer(core: ProtocolCore, call: Call, reply: Reply) -> None:
+    """Run the call through the core and finish the reply with its result or error."""
+    try:
+        result = await core.handle(call)
+    except MCPError as error:
+        status = error.http_status if error.http_status >= 400 else 200
+        await reply.finish(error_response(call.request_id, error), status)
+        return
+    await reply.finish(result_response(call.request_id, result))
