@@ -155,3 +155,16 @@ def to_content(value: Any) -> list[dict[str, Any]]:
 
 def _is_contentish(value: Any) -> bool:
     return isinstance(value, (str, Image, Audio, File, bytes, bytearray)) or _is_content_dict(value)
+
+
+def reads_files(value: Any, *, depth: int = 2) -> bool:
+    """Whether turning `value` into content reads a file: media given by `path`, directly, in a list,
+    or as the content of a `ToolResult` or prompt message. Such a conversion runs in a worker thread."""
+    if isinstance(value, (_Media, File)):
+        return value.path is not None and value.data is None
+    if depth == 0:
+        return False
+    if isinstance(value, (list, tuple)):
+        return any(reads_files(item, depth=depth - 1) for item in value)
+    inner = value.get("content") if isinstance(value, dict) else getattr(value, "content", None)
+    return inner is not None and reads_files(inner, depth=depth - 1)

@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import anyio.to_thread
 import pydantic
 
-from mcp_asgi.components.content import to_content
+from mcp_asgi.components.content import reads_files, to_content
 from mcp_asgi.components.errors import call_user_code
 from mcp_asgi.components.signature import (
     FunctionArguments,
@@ -87,7 +88,11 @@ class Prompt:
         what = f"Error rendering prompt '{self.name}'"
         value = await call_user_code(self.arguments.call, kwargs, context, what=what, mask=self.mask_error_details)
         items = value if isinstance(value, (list, tuple)) else [value]
-        result: dict[str, Any] = {"messages": [_message(item) for item in items]}
+        if reads_files(items):  # media given by path: read the files off the event loop
+            messages = await anyio.to_thread.run_sync(lambda: [_message(item) for item in items])
+        else:
+            messages = [_message(item) for item in items]
+        result: dict[str, Any] = {"messages": messages}
         if self.description:
             result["description"] = self.description
         return result

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import inspect
 import logging
 import typing
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypedDict
 
+import anyio.to_thread
 import pydantic
 
-from mcp_asgi.components.content import Audio, File, Image, to_content, to_json_text, to_jsonable
+from mcp_asgi.components.content import Audio, File, Image, reads_files, to_content, to_json_text, to_jsonable
 from mcp_asgi.components.errors import PASS_THROUGH, failure_text
 from mcp_asgi.components.signature import (
     FunctionArguments,
@@ -164,6 +166,9 @@ class Tool:
             logger.exception("Tool %r raised", self.name)
             return error_result(failure_text(f"Error calling tool '{self.name}'", exc, mask=self.mask_error_details))
         try:
+            if reads_files(value):
+                # Image/Audio/FileContent(path=...) read the file here: never on the event loop.
+                return await anyio.to_thread.run_sync(functools.partial(self.to_result, value, structured=structured))
             return self.to_result(value, structured=structured)
         except Exception as exc:
             # The conversion error may quote the value, which is as private as an exception's text.
