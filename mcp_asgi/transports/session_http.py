@@ -46,21 +46,6 @@ def _session_not_found() -> MCPError:
     return MCPError(INVALID_REQUEST, "Session not found: it ended or never existed", http_status=404)
 
 
-async def _owned_session(endpoint: StreamableHTTPEndpoint, session_id: str, scope: Scope) -> SessionRecord:
-    """The session if this request's principal created it; else 404, exactly as for an unknown session."""
-    record = await endpoint.sessions.get(session_id)
-    # Another principal (or none) learns nothing from a stolen id: not even that the session exists.
-    if record is None or not same_principal(record.principal, principal_of(scope)):
-        raise _session_not_found()
-    return record
-
-
-def _pending_channel(session: SessionRecord | None, scope: Scope) -> Any:
-    """Where answers to this request's server-to-client requests must come from."""
-    # A stateless endpoint has no session: its answers must at least come from the same principal.
-    return session.session_id if session is not None else (None, principal_of(scope))
-
-
 class InFlightCalls:
     """The running calls of each session by request id: what `notifications/cancelled` and DELETE cancel."""
 
@@ -133,7 +118,7 @@ async def serve_session_post(
         await send_bytes(send, 202, b"", session_headers)
         return
     if kind == RESPONSE:
-        endpoint.pending.answer(_pending_channel(session, request.scope), message)
+        endpoint.pending.answer(session.session_id if session is not None else None, message)
         await send_bytes(send, 202, b"", session_headers)
         return
     await _session_call(endpoint, request, send, message, revision, session, session_headers)
@@ -164,8 +149,7 @@ async def _session_call(
         reply = JSONOrSSEReply(send, session_headers, allow_sse=not endpoint.json_response)
 
     async def request_client(method: str, params: dict[str, Any]) -> Any:
-        channel = _pending_channel(session, request.scope)
-        return await _request_client(endpoint, session, reply, method, params, channel)
+        return await _request_client(endpoint, session, reply, method, params)
 
     call = build_call(
         message,
@@ -198,7 +182,6 @@ async def _request_client(
     reply: JSONOrSSEReply | ResumableReply,
     method: str,
     params: dict[str, Any],
-    channel: Any,
 ) -> Any:
     """Send a request to the client on the call's stream (or the GET stream) and await its answer."""
     session_id = session.session_id if session is not None else None
@@ -213,15 +196,12 @@ async def _request_client(
                 "and the session has no open GET stream",
             )
 
-    return await endpoint.pending.ask(channel, method, params, deliver)
+    return await endpoint.pending.ask(session_id, method, params, deliver)
 
 
 async def _initialize(endpoint: StreamableHTTPEndpoint, request: Request, send: Send, message: dict[str, Any]) -> None:
-    session = (
-        None
-        if endpoint.stateless
-        else SessionRecord(session_id=new_session_id(), principal=principal_of(request.scope))
-    )
+    principal = principal_of(request.scope)
+    session = None if endpoint.stateless else SessionRecord(session_id=new_session_id(), principal=principal)
     call = build_call(message, REVISIONS["2025-03-26"], session=session, **_origin(request))
     result = await endpoint.server._core.handle(call)
     extra: list[tuple[bytes, bytes]] = []
@@ -300,6 +280,15 @@ async def _stream_session(
         raise MCPError(INVALID_REQUEST, "Bad Request: missing Mcp-Session-Id header", http_status=400)
     # Resumption included: its events are read for this session only, so only its creator reads them.
     return session_id, await _owned_session(endpoint, session_id, scope)
+
+
+async def _owned_session(endpoint: StreamableHTTPEndpoint, session_id: str, scope: Scope) -> SessionRecord:
+    """The session if this request's principal created it; else 404, exactly as for an unknown session."""
+    record = await endpoint.sessions.get(session_id)
+    # Another principal (or none) learns nothing from a stolen id: not even that the session exists.
+    if record is None or not same_principal(record.principal, principal_of(scope)):
+        raise _session_not_found()
+    return record
 
 
 async def _run_get_stream(
