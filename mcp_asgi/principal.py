@@ -50,8 +50,8 @@ def _user_name(user: Any) -> str | None:
     """The identity of an authenticated user object, else its display name; None if it has neither."""
     if user is None:
         return None
-    # Starlette's BaseUser raises NotImplementedError for what a subclass does not define
-    # (`SimpleUser` has no `identity`), so each property is read defensively.
+    # Starlette's BaseUser raises NotImplementedError for each property a subclass does not
+    # define (a user class may define `display_name` only), so each one is read defensively.
     try:
         if not user.is_authenticated:
             return None

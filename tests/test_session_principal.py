@@ -17,6 +17,7 @@ from typing import Any
 
 import anyio
 import httpx
+import mcp_types as types
 import pydantic
 import pytest
 from mcp import Client
@@ -377,12 +378,11 @@ async def test_official_client_works_with_a_bearer_header(urls):
     url, sse_url = urls
 
     async def on_elicit(context: Any, params: Any) -> Any:
-        import mcp_types as types
-
         return types.ElicitResult(action="accept", content={"name": "Alice"})
 
     http = create_mcp_http_client(headers={"Authorization": "Bearer alice-token"})
-    async with Client(streamable_http_client(url, http_client=http), mode="legacy", elicitation_callback=on_elicit) as c:
+    streamable = streamable_http_client(url, http_client=http)
+    async with Client(streamable, mode="legacy", elicitation_callback=on_elicit) as c:
         assert (await c.call_tool("add", {"a": 2, "b": 40})).content[0].text == "42"
         assert (await c.call_tool("greet", {})).content[0].text == "Hello, Alice!"
     legacy = sse_client(sse_url, headers={"Authorization": "Bearer alice-token"})
