@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from mcp_asgi.concurrency import forward_with_keepalive
+from mcp_asgi.principal import principal_of
 from mcp_asgi.protocol.jsonrpc import (
     INTERNAL_ERROR,
     INVALID_PARAMS,
@@ -318,11 +319,8 @@ class ProtocolCore:
         """What a requestState is bound to: the method, its target, its arguments and the user."""
         params = call.params
         target = params.get("uri") if call.method == "resources/read" else params.get("name")
-        principal = None
-        if call.request is not None:
-            user = call.request.scope.get("user")
-            if user is not None and getattr(user, "is_authenticated", False):
-                principal = getattr(user, "identity", None) or getattr(user, "display_name", None)
+        # The same principal a 2025 session is bound to, so both generations agree on who asked.
+        principal = principal_of(call.request.scope) if call.request is not None else None
         return {"m": call.method, "t": target, "a": digest(params.get("arguments")), "p": principal}
 
     def _load_inputs(self, call: Call) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import itertools
+import secrets
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -16,19 +16,20 @@ class PendingRequests:
     """Sends server-to-client requests and matches the answers that come back, by id.
 
     In-process: an answer must reach the worker that asked (a shared broker can replace this
-    when sessions span workers).
+    when sessions span workers). Waiting requests are keyed by (channel, id): an answer counts
+    only on the channel (session) that was asked, and ids are random, so nobody answers a
+    request they did not receive by guessing its id.
     """
 
     def __init__(self, *, timeout: float = 300.0) -> None:
         self.timeout = timeout
         self._waiting: dict[tuple[Any, RequestId], asyncio.Future[Any]] = {}
-        self._ids = itertools.count(1)
 
     async def ask(
         self, channel: Any, method: str, params: dict[str, Any], send: Callable[[dict[str, Any]], Awaitable[None]]
     ) -> Any:
         """Send `method` with `send` and await the result the client returns on `channel`."""
-        request_id = f"mcp-asgi-{next(self._ids)}"
+        request_id = f"mcp-asgi-{secrets.token_urlsafe(16)}"
         answer: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._waiting[(channel, request_id)] = answer
         try:

@@ -13,9 +13,10 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 from starlette.requests import Request
-from starlette.types import Receive, Send
+from starlette.types import Receive, Scope, Send
 
 from mcp_asgi.concurrency import DisconnectWatcher, forward_with_keepalive
+from mcp_asgi.principal import principal_of, same_principal
 from mcp_asgi.protocol.dispatch import build_call, unsupported_version
 from mcp_asgi.protocol.jsonrpc import (
     INVALID_REQUEST,
@@ -106,9 +107,7 @@ async def serve_session_post(
                 "(or use the 2026-07-28 revision, which needs no session)",
                 http_status=400,
             )
-        session = await endpoint.sessions.get(session_id)
-        if session is None:
-            raise _session_not_found()
+        session = await _owned_session(endpoint, session_id, request.scope)
         version = session.protocol_version or header_version or "2025-03-26"
         session_headers = [(b"mcp-session-id", session_id.encode())]
     revision = REVISIONS[version]
@@ -201,7 +200,8 @@ async def _request_client(
 
 
 async def _initialize(endpoint: StreamableHTTPEndpoint, request: Request, send: Send, message: dict[str, Any]) -> None:
-    session = None if endpoint.stateless else SessionRecord(session_id=new_session_id())
+    principal = principal_of(request.scope)
+    session = None if endpoint.stateless else SessionRecord(session_id=new_session_id(), principal=principal)
     call = build_call(message, REVISIONS["2025-03-26"], session=session, **_origin(request))
     result = await endpoint.server._core.handle(call)
     extra: list[tuple[bytes, bytes]] = []
@@ -223,9 +223,11 @@ async def _notification(
 
 
 # GET: the session's stream of server-initiated messages.
-async def serve_get(endpoint: StreamableHTTPEndpoint, receive: Receive, send: Send, headers: dict[str, str]) -> None:
+async def serve_get(
+    endpoint: StreamableHTTPEndpoint, scope: Scope, receive: Receive, send: Send, headers: dict[str, str]
+) -> None:
     try:
-        session_id, record = await _stream_session(endpoint, headers)
+        session_id, record = await _stream_session(endpoint, scope, headers)
         last_event_id = headers.get("last-event-id")
         revision = REVISIONS.get(record.protocol_version or "")
         if last_event_id is not None and revision is not None and revision.sse_event_ids:
@@ -264,7 +266,9 @@ async def serve_get(endpoint: StreamableHTTPEndpoint, receive: Receive, send: Se
         endpoint.broker.unlisten(session_id, stream)
 
 
-async def _stream_session(endpoint: StreamableHTTPEndpoint, headers: dict[str, str]) -> tuple[str, SessionRecord]:
+async def _stream_session(
+    endpoint: StreamableHTTPEndpoint, scope: Scope, headers: dict[str, str]
+) -> tuple[str, SessionRecord]:
     if endpoint.stateless or headers.get(VERSION_HEADER) in MODERN_VERSIONS:
         raise MCPError(INVALID_REQUEST, "Method Not Allowed: this endpoint has no GET stream", http_status=405)
     if not accepts(headers.get("accept"), "text/event-stream"):
@@ -274,10 +278,17 @@ async def _stream_session(endpoint: StreamableHTTPEndpoint, headers: dict[str, s
     session_id = headers.get(SESSION_HEADER)
     if session_id is None:
         raise MCPError(INVALID_REQUEST, "Bad Request: missing Mcp-Session-Id header", http_status=400)
+    # Resumption included: its events are read for this session only, so only its creator reads them.
+    return session_id, await _owned_session(endpoint, session_id, scope)
+
+
+async def _owned_session(endpoint: StreamableHTTPEndpoint, session_id: str, scope: Scope) -> SessionRecord:
+    """The session if this request's principal created it; else 404, exactly as for an unknown session."""
     record = await endpoint.sessions.get(session_id)
-    if record is None:
+    # Another principal (or none) learns nothing from a stolen id: not even that the session exists.
+    if record is None or not same_principal(record.principal, principal_of(scope)):
         raise _session_not_found()
-    return session_id, record
+    return record
 
 
 async def _run_get_stream(
@@ -318,13 +329,14 @@ async def _run_get_stream(
 
 
 # DELETE: the client ends its session.
-async def serve_delete(endpoint: StreamableHTTPEndpoint, send: Send, headers: dict[str, str]) -> None:
+async def serve_delete(endpoint: StreamableHTTPEndpoint, scope: Scope, send: Send, headers: dict[str, str]) -> None:
     try:
         if endpoint.stateless or headers.get(VERSION_HEADER) in MODERN_VERSIONS:
             raise MCPError(INVALID_REQUEST, "Method Not Allowed: this endpoint has no sessions", http_status=405)
         session_id = headers.get(SESSION_HEADER)
         if session_id is None:
             raise MCPError(INVALID_REQUEST, "Bad Request: missing Mcp-Session-Id header", http_status=400)
+        await _owned_session(endpoint, session_id, scope)
         if not await endpoint.sessions.delete(session_id):
             raise _session_not_found()
     except MCPError as error:

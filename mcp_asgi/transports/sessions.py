@@ -41,6 +41,8 @@ class SessionRecord:
     initialized: bool = False
     created_at: float = field(default_factory=time.monotonic)
     last_active: float = field(default_factory=time.monotonic)
+    # Who created the session (`mcp_asgi.principal.principal_of`); every later request must be them.
+    principal: str | None = None
 
     # Limits on what a client can make a record hold; set them on the class to change them. Together
     # they keep a record under about 220 KB however hostile its client (real clients declare a few

@@ -100,9 +100,9 @@ class StreamableHTTPEndpoint:
         if method == "POST":
             await self._post(scope, receive, send, headers)
         elif method == "GET":
-            await serve_get(self, receive, send, headers)
+            await serve_get(self, scope, receive, send, headers)
         elif method == "DELETE":
-            await serve_delete(self, send, headers)
+            await serve_delete(self, scope, send, headers)
         else:
             error = MCPError(INVALID_REQUEST, f"Method {method} not allowed on the MCP endpoint", http_status=405)
             await send_error(send, error, headers=[(b"allow", b"GET, POST, DELETE")])
