@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.types import Receive, Scope, Send
 
 from mcp_asgi.concurrency import DisconnectWatcher, forward_with_keepalive
-from mcp_asgi.principal import principal_of, same_principal
+from mcp_asgi.principal import principal_of
 from mcp_asgi.protocol.dispatch import build_call, unsupported_version
 from mcp_asgi.protocol.jsonrpc import (
     INVALID_REQUEST,
@@ -284,9 +284,9 @@ async def _stream_session(
 
 async def _owned_session(endpoint: StreamableHTTPEndpoint, session_id: str, scope: Scope) -> SessionRecord:
     """The session if this request's principal created it; else 404, exactly as for an unknown session."""
-    record = await endpoint.sessions.get(session_id)
     # Another principal (or none) learns nothing from a stolen id: not even that the session exists.
-    if record is None or not same_principal(record.principal, principal_of(scope)):
+    record = await endpoint.sessions.get(session_id, principal=principal_of(scope))
+    if record is None:
         raise _session_not_found()
     return record
 

@@ -18,6 +18,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
+from mcp_asgi.principal import same_principal
 from mcp_asgi.protocol.jsonrpc import INVALID_PARAMS, MCPError
 
 # The capabilities the server itself reads (presence checks before elicitation, sampling, roots),
@@ -155,6 +156,10 @@ def session_limit_reached(limit: int) -> MCPError:
     )
 
 
+# `SessionStore.get` without a principal to check: any caller may read the record.
+ANYONE: Any = object()
+
+
 class SessionStore(Protocol):
     """Where session records live. All methods may be called from any worker.
 
@@ -168,8 +173,12 @@ class SessionStore(Protocol):
         """Store a new record; raise `MCPError(..., http_status=503)` when no more sessions fit."""
         ...
 
-    async def get(self, session_id: str) -> SessionRecord | None:
-        """The record, or None if unknown, ended or expired."""
+    async def get(self, session_id: str, *, principal: Any = ANYONE) -> SessionRecord | None:
+        """The record, or None if unknown, ended or expired; a read counts as activity.
+
+        With `principal`, a record another principal created is None too, and the read does
+        not count as its activity: a stolen session id can neither use a session nor keep it alive.
+        """
         ...
 
     async def save(self, record: SessionRecord) -> None: ...
@@ -223,13 +232,15 @@ class InMemorySessionStore:
         self._records[record.session_id] = record
         self._records.move_to_end(record.session_id)
 
-    async def get(self, session_id: str) -> SessionRecord | None:
+    async def get(self, session_id: str, *, principal: Any = ANYONE) -> SessionRecord | None:
         record = self._records.get(session_id)
         if record is None:
             return None
         now = time.monotonic()
         if self._expired(record, now):
             del self._records[session_id]
+            return None
+        if principal is not ANYONE and not same_principal(record.principal, principal):
             return None
         record.last_active = now
         self._records.move_to_end(session_id)

@@ -20,7 +20,7 @@ from starlette.types import Receive, Scope, Send
 
 from mcp_asgi.asgi.security import HostOriginGuard, guarded
 from mcp_asgi.concurrency import DisconnectWatcher, forward_with_keepalive
-from mcp_asgi.principal import principal_of, same_principal
+from mcp_asgi.principal import principal_of
 from mcp_asgi.protocol.jsonrpc import INVALID_REQUEST, MCPError, classify, decode, request_id_of
 from mcp_asgi.transports.broker import InProcessBroker
 from mcp_asgi.transports.conversation import Conversation
@@ -149,9 +149,9 @@ class SSEEndpoint:
                     http_status=400,
                 )
             session_id = session_ids[0]
-            record = await self.sessions.get(session_id)
             # Only the stream's creator may post to it; anyone else is told what an unknown id gets.
-            if record is None or not same_principal(record.principal, principal_of(scope)):
+            record = await self.sessions.get(session_id, principal=principal_of(scope))
+            if record is None:
                 raise MCPError(
                     INVALID_REQUEST, "Session not found: its SSE stream closed or never existed", http_status=404
                 )
