@@ -41,6 +41,7 @@ APP_OPTIONS = frozenset(
         "allowed_origins",
         "event_store",
         "sse_retry_interval",
+        "max_in_flight",
     }
 )
 # Streams still open this long after shutdown began are cut (uvicorn waits forever by default).
@@ -85,10 +86,11 @@ async def run_async(
     if transport == "stdio":
         # The one app option that means something here: the longest line (message) accepted.
         max_line_size = app_options.pop("max_body_size", None)
+        max_in_flight = app_options.pop("max_in_flight", None)
         if options or app_options:
             unknown = ", ".join(sorted({*options, *app_options}))
             raise TypeError(f"stdio takes no HTTP options (got {unknown}); pass transport='http' to serve HTTP")
-        await serve_stdio(server, announce=announce, max_line_size=max_line_size)
+        await serve_stdio(server, announce=announce, max_line_size=max_line_size, max_in_flight=max_in_flight)
     else:
         await serve_http(
             server,
@@ -144,7 +146,9 @@ def _protocol_stdout() -> Iterator[BinaryIO]:
         os.close(protocol_fd)
 
 
-async def serve_stdio(server: MCPServer, *, announce: bool = True, max_line_size: int | None = None) -> None:
+async def serve_stdio(
+    server: MCPServer, *, announce: bool = True, max_line_size: int | None = None, max_in_flight: int | None = None
+) -> None:
     """Serve over stdin/stdout inside the server's lifespan; EOF or SIGTERM ends it."""
     from mcp_asgi.protocol.versions import SUPPORTED_VERSIONS
     from mcp_asgi.transports.stdio import StdioTransport
@@ -156,6 +160,8 @@ async def serve_stdio(server: MCPServer, *, announce: bool = True, max_line_size
             if announce:
                 _say(f"serving {server.name!r} over stdio (protocol {', '.join(SUPPORTED_VERSIONS)})")
             limit = {} if max_line_size is None else {"max_line_size": max_line_size}
+            if max_in_flight is not None:
+                limit["max_in_flight"] = max_in_flight
             await StdioTransport(server, stdout=stdout, **limit).run()
             group.cancel_scope.cancel()
 

@@ -399,12 +399,15 @@ class MCPServer:
         event_store: EventStore | None = None,
         sse_retry_interval: float = 1.0,
         body_timeout: float = 30.0,
+        max_in_flight: int = 64,
     ) -> MCPApp:
         """A Starlette app serving this server; mount it anywhere or run it with uvicorn.
 
         `transport="sse"` serves the legacy HTTP+SSE transport instead: the stream at
         `path` (default `/sse`) and the message endpoint at `message_path`. A request
         body that has not fully arrived `body_timeout` seconds after its headers gets 408.
+        A session (or legacy SSE stream) runs at most `max_in_flight` requests at once;
+        past that a request gets 503 with JSON-RPC error -32000.
         """
         if transport not in (*HTTP_TRANSPORTS, "sse"):
             raise ValueError(f"`transport` must be one of {', '.join(HTTP_TRANSPORTS)}, sse; got {transport!r}")
@@ -431,6 +434,7 @@ class MCPServer:
                 max_body_size=max_body_size,
                 guard=guard,
                 body_timeout=body_timeout,
+                max_in_flight=max_in_flight,
             )
         else:
             endpoint = StreamableHTTPEndpoint(
@@ -444,6 +448,7 @@ class MCPServer:
                 event_store=event_store,
                 sse_retry_interval=sse_retry_interval,
                 body_timeout=body_timeout,
+                max_in_flight=max_in_flight,
             )
             routes = [EndpointRoute(path, endpoint, name="mcp")]
         self._sweeper.watch(endpoint.sessions)

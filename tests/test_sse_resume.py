@@ -249,11 +249,7 @@ async def test_in_memory_store_is_bounded():
     await store.open_stream("s")  # ...and with retention=0 the next sweep forgets it
     assert await store.read("s", ids[3], 0) is None
 
-    small = InMemoryEventStore(max_streams=2)
-    first = await small.open_stream("a")
-    await small.open_stream("a")
-    await small.open_stream("a")
-    assert len(small) == 2 and await small.append(first, {}) is None
+    # What happens when the store is full: tests/test_bounds_buffers.py.
 
 
 async def test_reader_waits_for_live_events_and_stops_when_forgotten():

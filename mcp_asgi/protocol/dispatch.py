@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from mcp_asgi.concurrency import forward_with_keepalive
 from mcp_asgi.principal import principal_of
+from mcp_asgi.protocol import limits
 from mcp_asgi.protocol.jsonrpc import (
     INTERNAL_ERROR,
     INVALID_PARAMS,
@@ -450,7 +451,8 @@ class ProtocolCore:
                 agreed[flag] = True
         uris = requested.get("resourceSubscriptions")
         if isinstance(uris, list):
-            agreed["resourceSubscriptions"] = [uri for uri in uris if isinstance(uri, str)]
+            # The same caps as `resources/subscribe`: the stream holds these for as long as it lives.
+            agreed["resourceSubscriptions"] = limits.subscription_uris(uris)
         tag = {META_SUBSCRIPTION_ID: call.request_id}
         watched = set(agreed.get("resourceSubscriptions", ()))
 

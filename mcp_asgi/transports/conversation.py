@@ -33,7 +33,7 @@ from mcp_asgi.protocol.jsonrpc import (
 from mcp_asgi.protocol.notifications import session_change
 from mcp_asgi.protocol.pending import PendingRequests
 from mcp_asgi.protocol.versions import LATEST_LEGACY, REVISIONS, Revision, negotiate
-from mcp_asgi.transports.sessions import SessionRecord
+from mcp_asgi.transports.sessions import SERVER_BUSY, SessionRecord
 
 if TYPE_CHECKING:
     from starlette.requests import Request
@@ -43,6 +43,26 @@ if TYPE_CHECKING:
 logger = logging.getLogger("mcp_asgi")
 
 Write = Callable[[dict[str, Any]], Awaitable[None]]
+
+# Requests one session (or channel) may have running at once: each holds its params and a task.
+DEFAULT_MAX_IN_FLIGHT = 64
+
+
+def check_max_in_flight(value: Any) -> int:
+    """`max_in_flight` as given, or a ValueError that names it."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"`max_in_flight` must be a positive number of requests; got {value!r}")
+    return value
+
+
+def too_many_in_flight(limit: int, http_status: int | None = None) -> MCPError:
+    """The refusal of a request past the in-flight limit; the calls already running go on."""
+    return MCPError(
+        SERVER_BUSY,
+        f"Server busy: this session already has {limit} requests in flight, the most allowed; "
+        "wait for some to finish, then retry",
+        http_status=http_status,
+    )
 
 
 def is_modern(params: dict[str, Any]) -> bool:
@@ -66,6 +86,7 @@ class Conversation:
         on_session_changed: Callable[[SessionRecord], Awaitable[None]] | None = None,
         host_app: Any = None,
         request: Request | None = None,
+        max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
     ) -> None:
         self.server = server
         self.write = write
@@ -80,6 +101,9 @@ class Conversation:
         # The HTTP request that opened the channel (the SSE GET), for `ctx.request`.
         self.request = request
         self._in_flight: dict[RequestId, anyio.CancelScope] = {}
+        self.max_in_flight = check_max_in_flight(max_in_flight)
+        # Requests admitted by `reserve` (legacy SSE: their POST got 202) that have not arrived yet.
+        self._reserved = 0
         # Requests this server sent the client (2025 sessions), awaiting its answers.
         self.pending = PendingRequests()
         self._stop_changes: Callable[[], None] | None = None
@@ -99,13 +123,32 @@ class Conversation:
             await self._notification(message["method"], params)
             return
         request_id = message["id"]
+        if self._reserved:
+            self._reserved -= 1  # this is one of them: its slot is counted below like any running call
         if request_id in self._in_flight:
             error = MCPError(INVALID_REQUEST, f"Invalid Request: request id {request_id!r} is already in flight")
             await self.write(error_response(request_id, error))
             return
+        if len(self._in_flight) + self._reserved >= self.max_in_flight:
+            await self.write(error_response(request_id, too_many_in_flight(self.max_in_flight)))
+            return
         cancel_scope = anyio.CancelScope()
         self._in_flight[request_id] = cancel_scope
         self.task_group.start_soon(self._answer, message, cancel_scope)
+
+    def reserve(self) -> None:
+        """Admit a request that will arrive through `receive` later; 503 (-32000) if no slot is free.
+
+        Legacy SSE answers each POST before its request reaches the stream: the slot is
+        taken here, so a client at the limit is told by its POST, not later on the stream.
+        """
+        if len(self._in_flight) + self._reserved >= self.max_in_flight:
+            raise too_many_in_flight(self.max_in_flight, http_status=503)
+        self._reserved += 1
+
+    def release(self) -> None:
+        """Give back a slot `reserve` took for a request that will not arrive after all."""
+        self._reserved = max(0, self._reserved - 1)
 
     async def _notification(self, method: str, params: dict[str, Any]) -> None:
         if method == "notifications/cancelled":

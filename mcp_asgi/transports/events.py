@@ -41,8 +41,11 @@ class Replay(NamedTuple):
 class EventStore(Protocol):
     """Where the events of resumable streams live. A shared store lets any worker resume a stream."""
 
-    async def open_stream(self, session_id: str) -> str:
-        """Start recording a new stream of `session_id`; returns the stream's id."""
+    async def open_stream(self, session_id: str) -> str | None:
+        """Start recording a new stream of `session_id`; its id, or None if no more streams fit.
+
+        None makes the reply non-resumable: it still streams, its events carry no ids.
+        """
         ...
 
     async def append(self, stream_id: str, message: dict[str, Any] | None) -> str | None:
@@ -73,7 +76,9 @@ def _is_seq(text: str) -> bool:
 @dataclass(slots=True, eq=False)
 class _Stream:
     session_id: str
-    events: deque[tuple[int, dict[str, Any] | None]]
+    # (seq, message, its JSON size in bytes)
+    events: deque[tuple[int, dict[str, Any] | None, int]] = field(default_factory=deque)
+    size: int = 0
     next_seq: int = 0
     ended: bool = False
     expires_at: float = float("inf")
@@ -85,12 +90,20 @@ class _Stream:
 
 
 class InMemoryEventStore:
-    """Events in this process's memory, bounded three ways.
+    """Events in this process's memory, bounded in events, bytes and streams.
 
-    At most `max_events_per_stream` events per stream (older ones are dropped, and a
-    resume from before them is refused); a stream is forgotten `retention` seconds
-    after its response was delivered, or `undelivered_retention` seconds after it
-    ended if nobody came back for it; at most `max_streams` streams in all.
+    Per stream, at most `max_events_per_stream` events and `max_bytes_per_stream`
+    bytes (their JSON size): older events are dropped first, and a resume from before
+    them is refused. A stream is forgotten `retention` seconds after its response was
+    delivered, or `undelivered_retention` seconds after it ended if nobody came back
+    for it. In all, at most `max_streams` streams and `max_total_bytes` bytes.
+
+    When full, ended streams are forgotten first (soonest to expire first); a live
+    stream is never evicted for another. If that frees too little, a new stream is
+    not recorded (`open_stream` returns None) and a stream whose next event does not
+    fit is forgotten from then on: either reply still streams live to its client, but
+    it cannot be resumed, and a `Last-Event-ID` naming it gets the 400 of an unknown
+    event id (the client then retries its request, as after any lost stream).
     """
 
     def __init__(
@@ -100,6 +113,8 @@ class InMemoryEventStore:
         retention: float = 60.0,
         undelivered_retention: float = 600.0,
         max_streams: int = 10_000,
+        max_bytes_per_stream: int = 1024 * 1024,
+        max_total_bytes: int = 64 * 1024 * 1024,
     ) -> None:
         if max_events_per_stream < 2:
             raise ValueError("`max_events_per_stream` must be at least 2 (the priming event and the response)")
@@ -107,25 +122,33 @@ class InMemoryEventStore:
             raise ValueError("`retention` and `undelivered_retention` must be >= 0 seconds")
         if max_streams < 1:
             raise ValueError("`max_streams` must be at least 1")
+        if max_bytes_per_stream < 1 or max_total_bytes < max_bytes_per_stream:
+            raise ValueError(
+                "`max_bytes_per_stream` must be at least 1 byte and `max_total_bytes` at least `max_bytes_per_stream`"
+            )
         self.max_events_per_stream = max_events_per_stream
         self.retention = retention
         self.undelivered_retention = undelivered_retention
         self.max_streams = max_streams
+        self.max_bytes_per_stream = max_bytes_per_stream
+        self.max_total_bytes = max_total_bytes
+        # The JSON size of every event held.
+        self.total_bytes = 0
         self._streams: dict[str, _Stream] = {}
         self._by_session: dict[str, set[str]] = {}
-        # (expires_at, stream id); entries go stale when a stream's deadline moves, and are skipped.
+        # (expires_at, stream id) of ended streams; entries go stale when a deadline moves, and are skipped.
         self._deadlines: list[tuple[float, str]] = []
         self._ids = itertools.count(1)
 
     def __len__(self) -> int:
         return len(self._streams)
 
-    async def open_stream(self, session_id: str) -> str:
+    async def open_stream(self, session_id: str) -> str | None:
         self._sweep()
-        if len(self._streams) >= self.max_streams:
-            self._evict()
+        if len(self._streams) >= self.max_streams and not self._evict_ended():
+            return None  # every stream is live: this reply goes unrecorded rather than evicting one
         stream_id = str(next(self._ids))
-        self._streams[stream_id] = _Stream(session_id, deque(maxlen=self.max_events_per_stream))
+        self._streams[stream_id] = _Stream(session_id)
         self._by_session.setdefault(session_id, set()).add(stream_id)
         return stream_id
 
@@ -133,11 +156,38 @@ class InMemoryEventStore:
         stream = self._streams.get(stream_id)
         if stream is None:
             return None
+        size = 0 if message is None else len(encode(message))
+        if size > self.max_bytes_per_stream or not self._make_room(stream, size):
+            # Skipping just this event would let a resume silently miss it: forget the whole stream.
+            self._drop(stream_id)
+            return None
         seq = stream.next_seq
         stream.next_seq += 1
-        stream.events.append((seq, message))
+        stream.events.append((seq, message, size))
+        stream.size += size
+        self.total_bytes += size
         stream.wake()
         return f"{stream_id}:{seq}"
+
+    def _make_room(self, stream: _Stream, size: int) -> bool:
+        """Drop this stream's oldest events past its own limits, then ended streams; False if still full."""
+        while stream.events and (
+            len(stream.events) >= self.max_events_per_stream or stream.size + size > self.max_bytes_per_stream
+        ):
+            self._pop_oldest(stream)
+        while self.total_bytes + size > self.max_total_bytes:
+            if self._evict_ended():
+                continue
+            if not stream.events:
+                return False
+            # Its own older events, never another live stream's: a resume from before them is refused.
+            self._pop_oldest(stream)
+        return True
+
+    def _pop_oldest(self, stream: _Stream) -> None:
+        _, _, dropped = stream.events.popleft()
+        stream.size -= dropped
+        self.total_bytes -= dropped
 
     async def end_stream(self, stream_id: str, *, delivered: bool) -> None:
         stream = self._streams.get(stream_id)
@@ -163,16 +213,14 @@ class InMemoryEventStore:
                 await changed.wait()
             if self._streams.get(stream_id) is not stream or not self._readable(stream, after):
                 return None
-        events = [StoredEvent(f"{stream_id}:{seq}", message) for seq, message in stream.events if seq > after]
+        events = [StoredEvent(f"{stream_id}:{seq}", message) for seq, message, _ in stream.events if seq > after]
         if stream.ended:
             self._expire(stream_id, stream, self.retention)
         return Replay(events, stream.ended)
 
     async def forget_session(self, session_id: str) -> None:
-        for stream_id in self._by_session.pop(session_id, ()):
-            stream = self._streams.pop(stream_id, None)
-            if stream is not None:
-                stream.wake()
+        for stream_id in list(self._by_session.get(session_id, ())):
+            self._drop(stream_id)
 
     @staticmethod
     def _readable(stream: _Stream, after: int) -> bool:
@@ -190,6 +238,7 @@ class InMemoryEventStore:
         stream = self._streams.pop(stream_id, None)
         if stream is None:
             return
+        self.total_bytes -= stream.size
         stream.wake()
         ids = self._by_session.get(stream.session_id)
         if ids is not None:
@@ -205,14 +254,15 @@ class InMemoryEventStore:
             if stream is not None and stream.expires_at <= now:
                 self._drop(stream_id)
 
-    def _evict(self) -> None:
-        """Full: drop the stream that expires first, else (none ended) the oldest one."""
+    def _evict_ended(self) -> bool:
+        """Forget the ended stream that expires first; False if every stream is still live."""
+        # Only ended streams have deadlines, so the heap holds nothing else.
         while self._deadlines:
             _, stream_id = heapq.heappop(self._deadlines)
             if stream_id in self._streams:
                 self._drop(stream_id)
-                return
-        self._drop(next(iter(self._streams)))
+                return True
+        return False
 
 
 def _event_bytes(event: StoredEvent) -> bytes:
@@ -237,6 +287,7 @@ class ResumableReply:
         "session_id",
         "retry_ms",
         "closed",
+        "started",
         "stream_id",
         "attached",
         "_lock",
@@ -258,6 +309,8 @@ class ResumableReply:
         self.session_id = session_id
         self.retry_ms = retry_ms
         self.closed = False
+        self.started = False
+        # The stream's id in the store while it is recorded; None if the store was full.
         self.stream_id: str | None = None
         self.attached = False
         self._lock: anyio.Lock | None = None
@@ -273,19 +326,23 @@ class ResumableReply:
                         await self.send({"type": "http.response.body", "body": SSE_KEEPALIVE, "more_body": True})
             return True
         async with self._locked():
-            event_id = await self.store.append(await self._start(), message)
+            await self._start()
+            event_id = await self._record(message)
             if self.attached:
                 body = sse_event(message, event_id=event_id)
                 await self.send({"type": "http.response.body", "body": body, "more_body": True})
         return True
 
     async def close(self) -> None:
-        """Turn the reply into SSE if it is not yet, then end the HTTP response; the call goes on."""
+        """Turn the reply into SSE if it is not yet, then end the HTTP response; the call goes on.
+
+        A stream the store does not record stays open instead: its client could not resume it.
+        """
         if not self.allow_sse or self.closed:
             return
         async with self._locked():
             await self._start()
-            if self.attached:
+            if self.attached and self.stream_id is not None:
                 self.attached = False
                 await self.send({"type": "http.response.body", "body": b"", "more_body": False})
 
@@ -293,16 +350,17 @@ class ResumableReply:
         if self.closed:
             return
         self.closed = True
-        if self.stream_id is None and self._lock is None:
+        if not self.started and self._lock is None:
             if message is None:
                 await send_bytes(self.send, 202, b"", self.headers)
             else:
                 await send_bytes(self.send, status, encode(message), self.headers)
             return
         async with self._locked():
-            stream_id = await self._start()
-            event_id = await self.store.append(stream_id, message) if message is not None else None
-            await self.store.end_stream(stream_id, delivered=self.attached)
+            await self._start()
+            event_id = await self._record(message) if message is not None else None
+            if self.stream_id is not None:
+                await self.store.end_stream(self.stream_id, delivered=self.attached)
             if self.attached:
                 self.attached = False
                 body = sse_event(message, event_id=event_id) if message is not None else b""
@@ -315,17 +373,30 @@ class ResumableReply:
             self._lock = anyio.Lock()
         return self._lock
 
-    async def _start(self) -> str:
-        """Open the SSE response with its priming event, once; the stream's id."""
-        if self.stream_id is not None:
-            return self.stream_id
-        stream_id = self.stream_id = await self.store.open_stream(self.session_id)
-        priming = await self.store.append(stream_id, None)
+    async def _record(self, message: dict[str, Any] | None) -> str | None:
+        """Store an event while the stream is recorded; its id, or None (then nothing more is stored)."""
+        if self.stream_id is None:
+            return None
+        event_id = await self.store.append(self.stream_id, message)
+        if event_id is None:
+            self.stream_id = None  # the store forgot the stream (full): the rest goes out without ids
+        return event_id
+
+    async def _start(self) -> None:
+        """Open the SSE response with its priming event, once."""
+        if self.started:
+            return
+        self.started = True
+        self.stream_id = await self.store.open_stream(self.session_id)
+        priming = await self._record(None)
         self.attached = True
         await self.send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS + self.headers})
-        body = b"id: %s\nretry: %d\ndata: \n\n" % ((priming or "").encode(), self.retry_ms)
+        if priming is None:
+            # No id to come back with: a retry delay would only invite a pointless reconnection.
+            body = b": not resumable, the event store is full\n\n"
+        else:
+            body = b"id: %s\nretry: %d\ndata: \n\n" % (priming.encode(), self.retry_ms)
         await self.send({"type": "http.response.body", "body": body, "more_body": True})
-        return stream_id
 
 
 async def resume_stream(

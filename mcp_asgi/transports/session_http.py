@@ -30,10 +30,11 @@ from mcp_asgi.protocol.jsonrpc import (
 )
 from mcp_asgi.protocol.notifications import session_change
 from mcp_asgi.protocol.versions import LEGACY_VERSIONS, MODERN_VERSIONS, REVISIONS
+from mcp_asgi.transports.conversation import DEFAULT_MAX_IN_FLIGHT, check_max_in_flight, too_many_in_flight
 from mcp_asgi.transports.events import ResumableReply, resume_stream
 from mcp_asgi.transports.http_common import SSE_HEADERS, SSE_KEEPALIVE, accepts, send_bytes, send_error, sse_event
 from mcp_asgi.transports.http_reply import JSONOrSSEReply, answer
-from mcp_asgi.transports.sessions import SessionRecord, new_session_id
+from mcp_asgi.transports.sessions import SERVER_BUSY, SessionRecord, new_session_id
 
 if TYPE_CHECKING:
     from mcp_asgi.transports.streamable_http import StreamableHTTPEndpoint
@@ -47,18 +48,25 @@ def _session_not_found() -> MCPError:
 
 
 class InFlightCalls:
-    """The running calls of each session by request id: what `notifications/cancelled` and DELETE cancel."""
+    """The running calls of each session by request id: what `notifications/cancelled` and DELETE cancel.
 
-    def __init__(self) -> None:
+    At most `max_per_session` per session: each holds its params and a task until it ends,
+    so past that a new request is refused with 503 (-32000) and the running ones go on.
+    """
+
+    def __init__(self, max_per_session: int = DEFAULT_MAX_IN_FLIGHT) -> None:
+        self.max_per_session = check_max_in_flight(max_per_session)
         self._calls: dict[str, dict[RequestId, anyio.CancelScope]] = {}
 
     def start(self, session_id: str, request_id: RequestId) -> anyio.CancelScope:
-        """The cancel scope of a new call; -32600 if the session already runs one with this id."""
+        """The cancel scope of a new call; -32600 if the session already runs one with this id, 503 if full."""
         calls = self._calls.setdefault(session_id, {})
         if request_id in calls:
             raise MCPError(
                 INVALID_REQUEST, f"Invalid Request: request id {request_id!r} is already in flight", http_status=400
             )
+        if len(calls) >= self.max_per_session:
+            raise too_many_in_flight(self.max_per_session, http_status=503)
         scope = calls[request_id] = anyio.CancelScope()
         return scope
 
@@ -190,6 +198,12 @@ async def _request_client(
         if await reply.early(message):
             return
         if session_id is None or not await endpoint.broker.publish(session_id, message):
+            if session_id is not None and endpoint.broker.has_listener(session_id):
+                raise MCPError(
+                    SERVER_BUSY,
+                    f"Cannot send {method} to the client: the session's GET stream is full "
+                    "(too many messages wait for the client to read them); try again later",
+                )
             raise MCPError(
                 INVALID_REQUEST,
                 f"Cannot send {method} to the client: this reply is JSON (json_response=True) "
@@ -207,6 +221,7 @@ async def _initialize(endpoint: StreamableHTTPEndpoint, request: Request, send: 
     extra: list[tuple[bytes, bytes]] = []
     if session is not None:
         await endpoint.sessions.create(session)
+        endpoint.server._sweeper.ensure_running()
         extra.append((b"mcp-session-id", session.session_id.encode()))
     await send_bytes(send, 200, encode(result_response(call.request_id, result)), extra)
 

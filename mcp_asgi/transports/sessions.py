@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
 from mcp_asgi.principal import same_principal
+from mcp_asgi.protocol import limits
 from mcp_asgi.protocol.jsonrpc import INVALID_PARAMS, MCPError
 
 # The capabilities the server itself reads (presence checks before elicitation, sampling, roots),
@@ -50,8 +51,8 @@ class SessionRecord:
     # hundred bytes and subscribe to a handful of URIs), which times `max_sessions` bounds the store.
     max_capabilities_bytes: ClassVar[int] = 4096
     max_capability_keys: ClassVar[int] = 32
-    max_subscriptions: ClassVar[int] = 100
-    max_uri_length: ClassVar[int] = 2048
+    max_subscriptions: ClassVar[int] = limits.MAX_SUBSCRIPTIONS
+    max_uri_length: ClassVar[int] = limits.MAX_URI_LENGTH
 
     def adopt_client(self, capabilities: Any, client_info: Any) -> None:
         """Record what `initialize` declared, trimmed to what the server uses and capped in size.

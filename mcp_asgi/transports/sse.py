@@ -21,9 +21,9 @@ from starlette.types import Receive, Scope, Send
 from mcp_asgi.asgi.security import HostOriginGuard, guarded
 from mcp_asgi.concurrency import DisconnectWatcher, forward_with_keepalive
 from mcp_asgi.principal import principal_of
-from mcp_asgi.protocol.jsonrpc import INVALID_REQUEST, MCPError, classify, decode, request_id_of
+from mcp_asgi.protocol.jsonrpc import INVALID_REQUEST, REQUEST, MCPError, classify, decode, request_id_of
 from mcp_asgi.transports.broker import InProcessBroker
-from mcp_asgi.transports.conversation import Conversation
+from mcp_asgi.transports.conversation import DEFAULT_MAX_IN_FLIGHT, Conversation, check_max_in_flight
 from mcp_asgi.transports.http_common import (
     BODY_TIMEOUT,
     SSE_HEADERS,
@@ -61,6 +61,7 @@ class SSEEndpoint:
         keepalive_interval: float = 15.0,
         max_body_size: int = 4 * 1024 * 1024,
         body_timeout: float = BODY_TIMEOUT,
+        max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
     ) -> None:
         if body_timeout <= 0:
             raise ValueError(f"`body_timeout` must be a positive number of seconds; got {body_timeout!r}")
@@ -76,6 +77,9 @@ class SSEEndpoint:
         self.broker = broker if broker is not None else InProcessBroker()
         self.keepalive_interval = keepalive_interval
         self.max_body_size = max_body_size
+        # Requests one stream may have running; the open streams' conversations, to admit POSTs.
+        self.max_in_flight = check_max_in_flight(max_in_flight)
+        self._conversations: dict[str, Conversation] = {}
 
     def endpoint_url(self, scope: Scope, session_id: str) -> str:
         """Where the client POSTs: right under any mount prefix and uvicorn's --root-path."""
@@ -95,6 +99,7 @@ class SSEEndpoint:
         except MCPError as error:
             await send_error(send, error)
             return
+        self.server._sweeper.ensure_running()
         inbox = self.broker.listen(session.session_id)
         lock = anyio.Lock()
 
@@ -118,14 +123,23 @@ class SSEEndpoint:
                         on_session_changed=self.sessions.save,
                         host_app=scope.get("mcp_asgi.host_app"),
                         request=Request(scope),
+                        max_in_flight=self.max_in_flight,
                     )
+                    self._conversations[session.session_id] = conversation
+
+                    async def keep_alive() -> None:
+                        await write(None)
+                        # The open stream is the session's activity: touch it, or it would expire
+                        # while the client, with nothing to POST, waits for messages.
+                        if await self.sessions.get(session.session_id) is None:
+                            group.cancel_scope.cancel()  # expired anyway: its POSTs get 404, so end it
+
                     try:
                         # Until the broker closes the inbox (shutdown) or the client leaves.
-                        await forward_with_keepalive(
-                            inbox, conversation.receive, lambda: write(None), self.keepalive_interval
-                        )
+                        await forward_with_keepalive(inbox, conversation.receive, keep_alive, self.keepalive_interval)
                     finally:
                         conversation.stop_following()
+                        self._conversations.pop(session.session_id, None)
                     group.cancel_scope.cancel()
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         except OSError:
@@ -162,11 +176,17 @@ class SSEEndpoint:
             )
             message = decode(body)
             try:
-                classify(message)
+                kind = classify(message)
             except MCPError as error:
                 error.http_status = 400
                 raise
+            # A request takes an in-flight slot of its stream now: past the limit, this POST is the 503.
+            conversation = self._conversations.get(session_id) if kind == REQUEST else None
+            if conversation is not None:
+                conversation.reserve()
             if not await self.broker.publish(session_id, message, size=len(body)):
+                if conversation is not None:
+                    conversation.release()
                 if self.broker.has_listener(session_id):
                     raise MCPError(
                         INVALID_REQUEST, "Too many messages waiting for this session; retry", http_status=503
@@ -193,6 +213,7 @@ def build_sse_routes(
     max_body_size: int = 4 * 1024 * 1024,
     guard: HostOriginGuard | None = None,
     body_timeout: float = BODY_TIMEOUT,
+    max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
 ) -> tuple[SSEEndpoint, list[BaseRoute]]:
     """The endpoint and routes `http_app(transport="sse")` serves."""
     from mcp_asgi.server import EndpointRoute
@@ -208,6 +229,7 @@ def build_sse_routes(
         keepalive_interval=keepalive_interval,
         max_body_size=max_body_size,
         body_timeout=body_timeout,
+        max_in_flight=max_in_flight,
     )
     stream, messages = endpoint.stream, endpoint.messages
     if guard is not None:

@@ -29,7 +29,7 @@ from mcp_asgi.protocol.jsonrpc import (
     error_response,
     request_id_of,
 )
-from mcp_asgi.transports.conversation import Conversation
+from mcp_asgi.transports.conversation import DEFAULT_MAX_IN_FLIGHT, Conversation, check_max_in_flight
 
 if TYPE_CHECKING:
     from mcp_asgi.server import MCPServer
@@ -117,7 +117,8 @@ def _read_lines(
 class StdioTransport:
     """Serve one MCP client over a pair of byte streams (stdin and stdout by default).
 
-    A line longer than `max_line_size` bytes is answered with -32600 and skipped.
+    A line longer than `max_line_size` bytes is answered with -32600 and skipped; a request
+    while `max_in_flight` are running is answered with -32000 ("Server busy").
     """
 
     def __init__(
@@ -127,6 +128,7 @@ class StdioTransport:
         stdin: BinaryIO | None = None,
         stdout: BinaryIO | None = None,
         max_line_size: int = DEFAULT_MAX_LINE_SIZE,
+        max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
     ) -> None:
         if isinstance(max_line_size, bool) or not isinstance(max_line_size, int) or max_line_size < 1:
             raise ValueError(f"`max_line_size` must be a positive number of bytes, got {max_line_size!r}")
@@ -134,6 +136,7 @@ class StdioTransport:
         self.stdin = stdin if stdin is not None else sys.stdin.buffer
         self.stdout = stdout if stdout is not None else sys.stdout.buffer
         self.max_line_size = max_line_size
+        self.max_in_flight = check_max_in_flight(max_in_flight)
         self._write_lock = anyio.Lock()
 
     async def run(self) -> None:
@@ -147,7 +150,9 @@ class StdioTransport:
         )
         reader.start()
         async with anyio.create_task_group() as group:
-            conversation = Conversation(self.server, self.write, group, allow_modern=True)
+            conversation = Conversation(
+                self.server, self.write, group, allow_modern=True, max_in_flight=self.max_in_flight
+            )
             async with lines:
                 async for line in lines:
                     await self._receive(conversation, line)

@@ -25,6 +25,7 @@ from mcp_asgi.protocol.jsonrpc import INVALID_REQUEST, RESPONSE, MCPError, class
 from mcp_asgi.protocol.pending import PendingRequests
 from mcp_asgi.protocol.versions import MODERN_VERSIONS, SUPPORTED_VERSIONS
 from mcp_asgi.transports.broker import InProcessBroker
+from mcp_asgi.transports.conversation import DEFAULT_MAX_IN_FLIGHT
 from mcp_asgi.transports.events import EventStore, InMemoryEventStore
 from mcp_asgi.transports.http_common import (
     BODY_TIMEOUT,
@@ -68,6 +69,7 @@ class StreamableHTTPEndpoint:
         event_store: EventStore | None = None,
         sse_retry_interval: float = 1.0,
         body_timeout: float = BODY_TIMEOUT,
+        max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
     ) -> None:
         if sse_retry_interval < 0:
             raise ValueError(f"`sse_retry_interval` must be >= 0 seconds; got {sse_retry_interval!r}")
@@ -83,7 +85,7 @@ class StreamableHTTPEndpoint:
         self.keepalive_interval = keepalive_interval
         self.max_body_size = max_body_size
         # Calls of 2025 sessions still running, for notifications/cancelled and DELETE.
-        self.in_flight = InFlightCalls()
+        self.in_flight = InFlightCalls(max_in_flight)
         # Server-to-client requests awaiting the client's answer, by (session, request id).
         self.pending = PendingRequests(timeout=client_request_timeout)
         # 2025-11-25 sessions: SSE replies are resumable from here, and clients reconnect after this long.
