@@ -38,7 +38,8 @@ async def test_both_slash_forms_answer_without_redirect(path):
         body, headers = modern_request("tools/list")
         response = await http.post(path, json=body, headers=headers, follow_redirects=False)
         assert response.status_code == 200
-        assert response.json()["result"]["tools"]
+        names = [tool["name"] for tool in response.json()["result"]["tools"]]
+        assert names == ["add", "weather", "which_thread", "fail", "crash", "picture", "slow_steps", "whoami"]
 
 
 async def test_root_path_endpoint():

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import base64
+
 import pytest
 from mcp import Client
 from mcp_types import PromptReference
 
 from tests.conftest import serve
-from tests.servers import build_server
+from tests.servers import PNG, build_server
 
 MODES = ["legacy", "2026-07-28"]
 
@@ -77,7 +79,7 @@ async def test_reads_resources_and_templates(url, mode):
         config = await client.read_resource("data://config")
         assert config.contents[0].text == '{"debug":true}'
         logo = await client.read_resource("data://logo")
-        assert logo.contents[0].blob  # base64
+        assert base64.b64decode(logo.contents[0].blob) == PNG
         profile = await client.read_resource("users://7/profile")
         assert profile.contents[0].text == "profile of 7"
 

@@ -113,7 +113,8 @@ async def test_idle_stream_gets_keepalive_comments(base):
         await events.next()
         with pytest.raises(TimeoutError):
             await events.next(timeout=0.7)
-        assert events.comments, "expected ': ping' comments on an idle stream"
+        # How many pings fit in 0.7 s depends on scheduling; that each comment is one does not.
+        assert set(events.comments) == {": ping"}, events.comments
 
 
 async def test_post_errors(base):

@@ -105,9 +105,11 @@ async def test_sse_reply_opens_with_a_priming_event_and_ids_every_event(base_url
         assert response.headers["content-type"] == "text/event-stream"
         events = parse_events(response.text)
         priming, *rest = events
-        assert priming["data"] == "" and priming["retry"] == "1000" and priming["id"]
+        assert (priming["data"], priming["retry"]) == ("", "1000")
+        # `{stream}:{seq}`: the stream number depends on how many streams the store saw before.
+        stream = priming["id"].partition(":")[0]
         ids = [priming["id"]] + [event["id"] for event in rest]
-        assert len(set(ids)) == len(ids) == 4
+        assert ids == [f"{stream}:{seq}" for seq in range(4)]
         stream = priming["id"].rpartition(":")[0]
         assert all(event_id.rpartition(":")[0] == stream for event_id in ids)
         assert [m.get("method") for m in messages(rest)] == ["notifications/progress"] * 2 + [None]
@@ -245,7 +247,8 @@ async def test_in_memory_store_is_bounded():
     assert replay is not None and [e.message for e in replay.events] == [{"n": 3}, {"n": 4}]
     await store.end_stream(stream, delivered=False)
     await store.open_stream("s")  # sweeps: the ended stream waits for its client
-    assert await store.read("s", ids[3], 0) is not None  # reading its end delivers it...
+    delivered = await store.read("s", ids[3], 0)  # reading its end delivers it...
+    assert delivered is not None and [e.message for e in delivered.events] == [{"n": 4}]
     await store.open_stream("s")  # ...and with retention=0 the next sweep forgets it
     assert await store.read("s", ids[3], 0) is None
 
@@ -260,7 +263,7 @@ async def test_reader_waits_for_live_events_and_stops_when_forgotten():
     store = InMemoryEventStore()
     stream = await store.open_stream("s")
     priming = await store.append(stream, None)
-    assert priming is not None
+    assert priming == f"{stream}:0"
     async with anyio.create_task_group() as group:
         got: list[Any] = []
 
