@@ -110,8 +110,6 @@ async def test_sse_reply_opens_with_a_priming_event_and_ids_every_event(base_url
         stream = priming["id"].partition(":")[0]
         ids = [priming["id"]] + [event["id"] for event in rest]
         assert ids == [f"{stream}:{seq}" for seq in range(4)]
-        stream = priming["id"].rpartition(":")[0]
-        assert all(event_id.rpartition(":")[0] == stream for event_id in ids)
         assert [m.get("method") for m in messages(rest)] == ["notifications/progress"] * 2 + [None]
         assert messages(rest)[-1]["result"]["content"][0]["text"] == "2 steps"
 
@@ -128,11 +126,12 @@ async def test_a_closed_stream_resumes_with_the_rest_and_the_result(base_url):
         assert resumed.status_code == 200
         assert resumed.headers["content-type"] == "text/event-stream"
         rest = [event for event in parse_events(resumed.text) if "data" in event]
-        assert all(event["id"] for event in rest)
+        # The resumed events continue the numbering of the stream that was cut.
+        stream, _, last = cut[-1]["id"].rpartition(":")
+        assert [event["id"] for event in rest] == [f"{stream}:{int(last) + n}" for n in (1, 2, 3)]
         received = messages(rest)
         assert [m["params"]["progress"] for m in received[:-1]] == [2, 3]
-        assert received[-1] == {"jsonrpc": "2.0", "id": 7, "result": received[-1]["result"]}
-        assert received[-1]["result"]["content"][0]["text"] == "polled 3"
+        assert received[-1] == {"jsonrpc": "2.0", "id": 7, "result": {"content": [{"type": "text", "text": "polled 3"}]}}
 
         # The cursor is the client's: resuming from the priming event replays everything after it.
         again = messages(parse_events((await session.resume(cut[0]["id"])).text))
@@ -204,7 +203,8 @@ async def test_older_sessions_stream_without_ids_and_do_not_poll(base_url, versi
     async with open_session(url, version) as session:
         events = parse_events((await session.post(call(1, "steps", {"n": 2}, token="t"))).text)
         assert not any("id" in event or "retry" in event for event in events)
-        assert all(event["data"] for event in events)
+        assert [m.get("method") for m in messages(events)] == ["notifications/progress"] * 2 + [None]
+        assert messages(events)[-1]["result"]["content"][0]["text"] == "2 steps"
         # close_sse_stream does nothing here: the result arrives on the POST's own stream.
         polled = messages(parse_events((await session.post(call(2, "poll", {"n": 2}, token="t"))).text))
         assert polled[-1]["result"]["content"][0]["text"] == "polled 2"
