@@ -25,7 +25,7 @@ async def test_lists_and_calls_tools(url, mode):
     async with Client(url, mode=mode) as client:
         assert client.protocol_version == ("2025-11-25" if mode == "legacy" else "2026-07-28")
         tools = {tool.name: tool for tool in (await client.list_tools()).tools}
-        assert {"add", "weather", "slow_steps", "picture"} <= set(tools)
+        assert list(tools) == ["add", "weather", "which_thread", "fail", "crash", "picture", "slow_steps", "whoami"]
         assert tools["add"].description == "Add two numbers."
         assert tools["add"].input_schema["required"] == ["a", "b"]
         assert tools["weather"].input_schema["properties"]["city"]["description"] == "City name"

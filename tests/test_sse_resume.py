@@ -131,7 +131,11 @@ async def test_a_closed_stream_resumes_with_the_rest_and_the_result(base_url):
         assert [event["id"] for event in rest] == [f"{stream}:{int(last) + n}" for n in (1, 2, 3)]
         received = messages(rest)
         assert [m["params"]["progress"] for m in received[:-1]] == [2, 3]
-        assert received[-1] == {"jsonrpc": "2.0", "id": 7, "result": {"content": [{"type": "text", "text": "polled 3"}]}}
+        assert received[-1] == {
+            "jsonrpc": "2.0",
+            "id": 7,
+            "result": {"content": [{"type": "text", "text": "polled 3"}]},
+        }
 
         # The cursor is the client's: resuming from the priming event replays everything after it.
         again = messages(parse_events((await session.resume(cut[0]["id"])).text))
