@@ -176,7 +176,13 @@ async def test_unsupported_version_in_meta_only(client):
     del headers["mcp-protocol-version"]
     response = await client.post("/mcp", json=body, headers=headers)
     assert response.status_code == 400
-    assert error_of(response)["code"] in (-32020, -32022)
+    # The missing header is checked first: the spec's Protocol Version Header section says a
+    # request without it is rejected "per Server Validation", which is HeaderMismatch (-32020),
+    # before the version it would carry is looked at.
+    assert error_of(response) == {
+        "code": -32020,
+        "message": "Header mismatch: the MCP-Protocol-Version header is required",
+    }
 
 
 @pytest.mark.parametrize(

@@ -7,6 +7,7 @@ import mcp_types as types
 import pydantic
 import pytest
 from mcp import Client
+from mcp.shared.exceptions import MCPError
 
 from mcp_asgi import Context, MCPServer
 from mcp_asgi.protocol.mrtr import Elicit, ListRoots, Sample
@@ -124,9 +125,10 @@ async def test_prompts_can_ask_too(url, mode):
 @pytest.mark.parametrize("mode", MODES)
 async def test_undeclared_capability_is_32021(url, mode):
     async with Client(url, mode=mode) as c:  # declares no elicitation, sampling or roots
-        with pytest.raises(Exception) as raised:
+        with pytest.raises(MCPError) as raised:
             await c.call_tool("capital", {})
-    assert "-32021" in repr(raised.value) or "capability" in str(raised.value).lower()
+    assert raised.value.error.code == -32021
+    assert raised.value.error.data == {"requiredCapabilities": {"sampling": {}}}
 
 
 async def test_mrtr_wire_format_and_state_integrity():

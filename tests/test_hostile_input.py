@@ -18,7 +18,7 @@ import anyio
 import pytest
 
 from mcp_asgi.asgi.security import HostOriginGuard
-from mcp_asgi.protocol.jsonrpc import MAX_JSON_DEPTH, decode, encode
+from mcp_asgi.protocol.jsonrpc import MAX_JSON_DEPTH, MCPError, decode, encode
 from mcp_asgi.protocol.pending import PendingRequests
 from mcp_asgi.transports.stdio import StdioTransport, _lines
 from tests.conftest import serve
@@ -184,9 +184,9 @@ def test_depth_scan_ignores_brackets_inside_strings():
     exactly = json.dumps(nested(MAX_JSON_DEPTH))
     assert decode(exactly) == nested(MAX_JSON_DEPTH)
     for deeper in (json.dumps(nested(MAX_JSON_DEPTH + 1)), json.dumps(nested(MAX_JSON_DEPTH + 1)).encode("utf-16")):
-        with pytest.raises(Exception) as raised:
+        with pytest.raises(MCPError) as raised:
             decode(deeper)
-        assert getattr(raised.value, "code", None) == -32700
+        assert raised.value.code == -32700
 
 
 # Lone surrogates ----------------------------------------------------------------------------

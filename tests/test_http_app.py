@@ -38,7 +38,8 @@ async def test_both_slash_forms_answer_without_redirect(path):
         body, headers = modern_request("tools/list")
         response = await http.post(path, json=body, headers=headers, follow_redirects=False)
         assert response.status_code == 200
-        assert response.json()["result"]["tools"]
+        names = [tool["name"] for tool in response.json()["result"]["tools"]]
+        assert names == ["add", "weather", "which_thread", "fail", "crash", "picture", "slow_steps", "whoami"]
 
 
 async def test_root_path_endpoint():
@@ -112,18 +113,19 @@ async def test_legacy_results_have_no_modern_fields():
 
 async def test_pagination_walks_every_tool():
     mcp = build_server(page_size=2)
-    names = []
+    names, sizes = [], []
     async with client_for(mcp.http_app()) as http:
         cursor = None
         for _ in range(20):
             params = {"cursor": cursor} if cursor else {}
             body, headers = modern_request("tools/list", params)
             result = (await http.post("/mcp", json=body, headers=headers)).json()["result"]
-            assert len(result["tools"]) <= 2
+            sizes.append(len(result["tools"]))
             names += [t["name"] for t in result["tools"]]
             cursor = result.get("nextCursor")
             if cursor is None:
                 break
+    assert sizes == [2, 2, 2, 2]  # the server's 8 tools, 2 a page
     assert names == list(mcp._tools)
 
 

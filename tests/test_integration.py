@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -543,8 +544,8 @@ async def test_cors_preset_lets_a_browser_page_talk_mcp() -> None:
     assert response.status_code == 200
     assert response.headers["access-control-allow-origin"] == page
     exposed = {name.strip().lower() for name in response.headers["access-control-expose-headers"].split(",")}
-    assert "mcp-session-id" in exposed
-    assert response.headers["mcp-session-id"]
+    assert exposed == {"mcp-session-id", "mcp-protocol-version"}
+    assert re.fullmatch(r"[0-9a-f]{32}", response.headers["mcp-session-id"])
 
 
 def _server_with_routes() -> MCPServer:

@@ -170,7 +170,7 @@ async def test_capabilities_advertise_list_changed_and_subscribe(url):
             headers={"accept": ACCEPT},
         )
     caps = init.json()["result"]["capabilities"]
-    assert caps["tools"]["listChanged"] and caps["prompts"]["listChanged"]
+    assert caps["tools"] == caps["prompts"] == {"listChanged": True}
     assert caps["resources"] == {"subscribe": True, "listChanged": True}
 
 

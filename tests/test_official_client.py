@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import base64
+
 import pytest
 from mcp import Client
 from mcp_types import PromptReference
 
 from tests.conftest import serve
-from tests.servers import build_server
+from tests.servers import PNG, build_server
 
 MODES = ["legacy", "2026-07-28"]
 
@@ -23,7 +25,7 @@ async def test_lists_and_calls_tools(url, mode):
     async with Client(url, mode=mode) as client:
         assert client.protocol_version == ("2025-11-25" if mode == "legacy" else "2026-07-28")
         tools = {tool.name: tool for tool in (await client.list_tools()).tools}
-        assert {"add", "weather", "slow_steps", "picture"} <= set(tools)
+        assert list(tools) == ["add", "weather", "which_thread", "fail", "crash", "picture", "slow_steps", "whoami"]
         assert tools["add"].description == "Add two numbers."
         assert tools["add"].input_schema["required"] == ["a", "b"]
         assert tools["weather"].input_schema["properties"]["city"]["description"] == "City name"
@@ -77,7 +79,7 @@ async def test_reads_resources_and_templates(url, mode):
         config = await client.read_resource("data://config")
         assert config.contents[0].text == '{"debug":true}'
         logo = await client.read_resource("data://logo")
-        assert logo.contents[0].blob  # base64
+        assert base64.b64decode(logo.contents[0].blob) == PNG
         profile = await client.read_resource("users://7/profile")
         assert profile.contents[0].text == "profile of 7"
 
@@ -153,4 +155,13 @@ async def test_stateless_and_json_response_modes_serve_the_client():
         for mode in MODES:
             async with Client(f"{base}/mcp", mode=mode) as client:
                 assert (await client.call_tool("add", {"a": 1, "b": 1})).content[0].text == "2"
-                assert len((await client.list_tools()).tools) > 3
+                assert [tool.name for tool in (await client.list_tools()).tools] == [
+                    "add",
+                    "weather",
+                    "which_thread",
+                    "fail",
+                    "crash",
+                    "picture",
+                    "slow_steps",
+                    "whoami",
+                ]

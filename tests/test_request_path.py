@@ -74,7 +74,9 @@ async def test_sync_tool_changing_tools_never_breaks_a_concurrent_listing(fast_t
         assert response.status_code == 200
         result = response.json()["result"]
         assert "isError" not in result, result
-        assert result["structuredContent"]["result"] > 0
+        # How many add/remove rounds overlap the 200 listings depends on thread scheduling;
+        # at least one must have, or the race under test never happened.
+        assert result["structuredContent"]["result"] >= 1
         assert statuses == [200] * 200
 
 

@@ -68,7 +68,7 @@ def test_loopback_names_pass_on_localhost(headers: dict[str, str]) -> None:
 
 @pytest.mark.parametrize("server", [("127.0.0.1", 8000), ("127.5.5.5", 1), ("localhost", 80), ("::1", 8000)])
 def test_every_loopback_bind_address_is_protected(server: tuple[str, int]) -> None:
-    assert HostOriginGuard().check(scope(server), {"host": "evil.example.com"}) is not None
+    assert_forbidden(HostOriginGuard().check(scope(server), {"host": "evil.example.com"}), "evil.example.com")
 
 
 @pytest.mark.parametrize("server", [("10.0.0.5", 443), ("0.0.0.0", 80), ("example.com", 80), None, ("/tmp/s", None)])
@@ -114,7 +114,7 @@ def test_explicit_hosts_replace_the_loopback_rule() -> None:
 def test_host_without_port_uses_the_scheme_default() -> None:
     guard = HostOriginGuard(allowed_hosts=["mcp.example.com:443"])
     assert guard.check(scope(scheme="https"), {"host": "mcp.example.com"}) is None
-    assert guard.check(scope(scheme="http"), {"host": "mcp.example.com"}) is not None
+    assert_forbidden(guard.check(scope(scheme="http"), {"host": "mcp.example.com"}), "mcp.example.com")
 
 
 def test_star_allows_every_host_and_origin() -> None:

@@ -72,7 +72,7 @@ async def test_official_client_over_sse_started_by_the_cli():
     with http_cli(CLI_SERVER, "--transport", "sse", "--", "--greeting", "ahoy") as (_, url):
         async with Client(sse_client(f"{url}/sse"), mode="legacy") as client:
             tools = {tool.name for tool in (await client.list_tools()).tools}
-            assert {"add", "greet", "slow"} <= tools
+            assert tools == {"add", "greet", "argv", "noisy", "lifespan_state", "slow"}
             assert (await client.call_tool("add", {"a": 2, "b": 3})).content[0].text == "5"
             assert (await client.call_tool("greet", {"name": "Bo"})).content[0].text == "ahoy, Bo"
             # A long tool does not hold up other messages on the same stream.
@@ -113,7 +113,8 @@ async def test_idle_stream_gets_keepalive_comments(base):
         await events.next()
         with pytest.raises(TimeoutError):
             await events.next(timeout=0.7)
-        assert events.comments, "expected ': ping' comments on an idle stream"
+        # How many pings fit in 0.7 s depends on scheduling; that each comment is one does not.
+        assert set(events.comments) == {": ping"}, events.comments
 
 
 async def test_post_errors(base):

@@ -105,11 +105,11 @@ async def test_sse_reply_opens_with_a_priming_event_and_ids_every_event(base_url
         assert response.headers["content-type"] == "text/event-stream"
         events = parse_events(response.text)
         priming, *rest = events
-        assert priming["data"] == "" and priming["retry"] == "1000" and priming["id"]
+        assert (priming["data"], priming["retry"]) == ("", "1000")
+        # `{stream}:{seq}`: the stream number depends on how many streams the store saw before.
+        stream = priming["id"].partition(":")[0]
         ids = [priming["id"]] + [event["id"] for event in rest]
-        assert len(set(ids)) == len(ids) == 4
-        stream = priming["id"].rpartition(":")[0]
-        assert all(event_id.rpartition(":")[0] == stream for event_id in ids)
+        assert ids == [f"{stream}:{seq}" for seq in range(4)]
         assert [m.get("method") for m in messages(rest)] == ["notifications/progress"] * 2 + [None]
         assert messages(rest)[-1]["result"]["content"][0]["text"] == "2 steps"
 
@@ -126,11 +126,16 @@ async def test_a_closed_stream_resumes_with_the_rest_and_the_result(base_url):
         assert resumed.status_code == 200
         assert resumed.headers["content-type"] == "text/event-stream"
         rest = [event for event in parse_events(resumed.text) if "data" in event]
-        assert all(event["id"] for event in rest)
+        # The resumed events continue the numbering of the stream that was cut.
+        stream, _, last = cut[-1]["id"].rpartition(":")
+        assert [event["id"] for event in rest] == [f"{stream}:{int(last) + n}" for n in (1, 2, 3)]
         received = messages(rest)
         assert [m["params"]["progress"] for m in received[:-1]] == [2, 3]
-        assert received[-1] == {"jsonrpc": "2.0", "id": 7, "result": received[-1]["result"]}
-        assert received[-1]["result"]["content"][0]["text"] == "polled 3"
+        assert received[-1] == {
+            "jsonrpc": "2.0",
+            "id": 7,
+            "result": {"content": [{"type": "text", "text": "polled 3"}]},
+        }
 
         # The cursor is the client's: resuming from the priming event replays everything after it.
         again = messages(parse_events((await session.resume(cut[0]["id"])).text))
@@ -202,7 +207,8 @@ async def test_older_sessions_stream_without_ids_and_do_not_poll(base_url, versi
     async with open_session(url, version) as session:
         events = parse_events((await session.post(call(1, "steps", {"n": 2}, token="t"))).text)
         assert not any("id" in event or "retry" in event for event in events)
-        assert all(event["data"] for event in events)
+        assert [m.get("method") for m in messages(events)] == ["notifications/progress"] * 2 + [None]
+        assert messages(events)[-1]["result"]["content"][0]["text"] == "2 steps"
         # close_sse_stream does nothing here: the result arrives on the POST's own stream.
         polled = messages(parse_events((await session.post(call(2, "poll", {"n": 2}, token="t"))).text))
         assert polled[-1]["result"]["content"][0]["text"] == "polled 2"
@@ -245,7 +251,8 @@ async def test_in_memory_store_is_bounded():
     assert replay is not None and [e.message for e in replay.events] == [{"n": 3}, {"n": 4}]
     await store.end_stream(stream, delivered=False)
     await store.open_stream("s")  # sweeps: the ended stream waits for its client
-    assert await store.read("s", ids[3], 0) is not None  # reading its end delivers it...
+    delivered = await store.read("s", ids[3], 0)  # reading its end delivers it...
+    assert delivered is not None and [e.message for e in delivered.events] == [{"n": 4}]
     await store.open_stream("s")  # ...and with retention=0 the next sweep forgets it
     assert await store.read("s", ids[3], 0) is None
 
@@ -256,7 +263,7 @@ async def test_reader_waits_for_live_events_and_stops_when_forgotten():
     store = InMemoryEventStore()
     stream = await store.open_stream("s")
     priming = await store.append(stream, None)
-    assert priming is not None
+    assert priming == f"{stream}:0"
     async with anyio.create_task_group() as group:
         got: list[Any] = []
 

@@ -54,7 +54,7 @@ async def test_official_client_lists_and_calls_tools_over_stdio(mode):
     async with Client(params, mode=mode) as client:
         assert client.protocol_version == ("2025-11-25" if mode == "legacy" else "2026-07-28")
         tools = {tool.name for tool in (await client.list_tools()).tools}
-        assert {"add", "greet", "slow", "argv"} <= tools
+        assert tools == {"add", "greet", "argv", "noisy", "lifespan_state", "slow"}
         result = await client.call_tool("add", {"a": 2, "b": 40})
         assert result.content[0].text == "42"
         greeting = await client.call_tool("greet", {"name": "Ann"})

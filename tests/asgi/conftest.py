@@ -10,11 +10,9 @@ from typing import Any
 import pytest
 import uvicorn
 from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse
-from starlette.routing import Route
 
-from mcp_asgi.asgi import SharedLifespan
+from mcp_asgi import Context, MCPServer
+from tests.http_helpers import modern_request
 
 
 def recording_lifespan(events: list[str], name: str, state: dict[str, Any] | None = None) -> Any:
@@ -33,38 +31,44 @@ def recording_lifespan(events: list[str], name: str, state: dict[str, Any] | Non
     return lifespan
 
 
-async def echo(request: Request) -> JSONResponse:
-    """What a mounted app sees: whether its lifespan ran, the lifespan state, and its scope."""
-    return JSONResponse(
-        {
-            "started": getattr(request.app.state, "started_by", None),
-            "state": {k: v for k, v in request.state._state.items() if isinstance(v, str | int | bool)},
+def make_target(events: list[str], name: str = "target") -> Starlette:
+    """A plain Starlette app with a lifespan (no MCP): for the "any ASGI app" contract of combine_lifespans."""
+    lifespan = recording_lifespan(events, name, {f"{name}_flag": True, "winner": name})
+    return Starlette(lifespan=lifespan)
+
+
+def _plain(values: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in values.items() if isinstance(v, str | int | bool)}
+
+
+def make_server(events: list[str], name: str = "server", state: dict[str, Any] | None = None) -> MCPServer:
+    """A real MCP server with a recorded lifespan; its `where` tool reports what a call sees."""
+    lifespan = recording_lifespan(events, name, {f"{name}_flag": True, "winner": name} if state is None else state)
+    mcp = MCPServer(name, lifespan=lifespan)
+
+    @mcp.tool
+    def where(ctx: Context) -> dict:
+        """The server, request state and URL this call was served with."""
+        request = ctx.request
+        return {
+            "server": ctx.server.name,
+            "state": _plain(request.state._state),
+            "lifespan": _plain(ctx.lifespan_context),
             "root_path": request.scope["root_path"],
-            "path": request.scope["path"],
             "path_params": request.path_params,
             "url": str(request.url),
         }
-    )
+
+    return mcp
 
 
-def make_target(events: list[str], name: str = "target", *, shared: bool = False) -> Starlette:
-    """A stand-in MCP app: its lifespan sets a flag, `POST /` reports it."""
-    lifespan = recording_lifespan(events, name, {f"{name}_flag": True, "winner": name})
-    return Starlette(
-        routes=[Route("/", echo, methods=["GET", "POST"])],
-        lifespan=SharedLifespan(lifespan, name=name) if shared else lifespan,
-    )
-
-
-class FakeServer:
-    """Looks like the future `MCPServer` to `mount` and `combine_lifespans`."""
-
-    def __init__(self, events: list[str], name: str = "server") -> None:
-        self.app = make_target(events, name, shared=True)
-        self.lifespan: SharedLifespan = self.app.router.lifespan_context  # type: ignore[assignment]
-
-    def __mcp_asgi_app__(self) -> Starlette:
-        return self.app
+def call_where(client: Any, path: str) -> dict[str, Any]:
+    """One stateless 2026-07-28 `tools/call` of `where` through a TestClient; its structured result."""
+    body, headers = modern_request("tools/call", {"name": "where", "arguments": {}})
+    response = client.post(path, json=body, headers=headers, follow_redirects=False)
+    assert response.status_code == 200, response.text
+    assert "isError" not in response.json()["result"], response.text
+    return response.json()["result"]["structuredContent"]
 
 
 @contextmanager
@@ -89,8 +93,7 @@ def serve(app: Any) -> Iterator[str]:
         sock.close()
 
 
-# Tests reach these helpers through fixtures: `tests/` is not a package, so a test module
-# cannot import from this conftest by a stable name.
+# Tests reach these helpers through fixtures, so a test names what it uses in its signature.
 
 
 @pytest.fixture
@@ -110,7 +113,12 @@ def target_factory() -> Any:
 
 @pytest.fixture
 def server_factory() -> Any:
-    return FakeServer
+    return make_server
+
+
+@pytest.fixture
+def call() -> Any:
+    return call_where
 
 
 @pytest.fixture(name="serve")

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import httpx
@@ -9,13 +10,22 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.testclient import TestClient
 
 from mcp_asgi.asgi import cors_middleware, mount
+from mcp_asgi.protocol.jsonrpc import INVALID_REQUEST
+from tests.http_helpers import ACCEPT, modern_request
 
 ORIGIN = "https://app.example.com"
+INITIALIZE = {
+    "jsonrpc": "2.0",
+    "id": 1,
+    "method": "initialize",
+    "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "page", "version": "1"}},
+}
 
 
-def make_app(target_factory: Any, **options: Any) -> FastAPI:
+def make_app(server_factory: Any, **options: Any) -> FastAPI:
+    """A site whose CORS policy (the host's middleware) covers a real MCP server mounted at /mcp."""
     app = FastAPI(middleware=[cors_middleware([ORIGIN], **options)])
-    mount(app, "/mcp", target_factory([]))
+    mount(app, "/mcp", server_factory([]))
     return app
 
 
@@ -26,8 +36,8 @@ def preflight(client: Any, method: str = "POST", headers: str = "", origin: str 
     return client.options("/mcp", headers=request_headers)
 
 
-def test_preflight_for_mcp_request_headers_is_allowed(target_factory: Any) -> None:
-    with TestClient(make_app(target_factory)) as client:
+def test_preflight_for_mcp_request_headers_is_allowed(server_factory: Any) -> None:
+    with TestClient(make_app(server_factory)) as client:
         response = preflight(
             client, headers="content-type, mcp-session-id, mcp-protocol-version, mcp-method, last-event-id"
         )
@@ -41,47 +51,79 @@ def test_preflight_for_mcp_request_headers_is_allowed(target_factory: Any) -> No
 
 
 @pytest.mark.parametrize("method", ["GET", "DELETE"])
-def test_preflight_allows_stream_and_session_end_methods(target_factory: Any, method: str) -> None:
-    with TestClient(make_app(target_factory)) as client:
+def test_preflight_allows_stream_and_session_end_methods(server_factory: Any, method: str) -> None:
+    with TestClient(make_app(server_factory)) as client:
         assert preflight(client, method=method).status_code == 200
 
 
-def test_preflight_from_unknown_origin_is_refused(target_factory: Any) -> None:
-    with TestClient(make_app(target_factory)) as client:
+def test_preflight_from_unknown_origin_is_refused(server_factory: Any) -> None:
+    with TestClient(make_app(server_factory)) as client:
         response = preflight(client, origin="https://evil.example")
     assert response.status_code == 400
     assert "access-control-allow-origin" not in response.headers
 
 
-def test_session_headers_are_exposed_to_page_scripts(target_factory: Any) -> None:
-    with TestClient(make_app(target_factory, expose_headers=["X-Trace", "mcp-session-id"])) as client:
-        response = client.post("/mcp", headers={"Origin": ORIGIN})
-    assert response.status_code == 200
+def test_session_headers_are_exposed_to_page_scripts(server_factory: Any) -> None:
+    with TestClient(make_app(server_factory, expose_headers=["X-Trace", "mcp-session-id"])) as client:
+        response = client.post(
+            "/mcp", json=INITIALIZE, headers={"Origin": ORIGIN, "Accept": ACCEPT, "Content-Type": "application/json"}
+        )
+    assert response.status_code == 200, response.text
+    assert response.json()["result"]["protocolVersion"] == "2025-11-25"
+    # The header a page script needs to read is there, and CORS lets it read it.
+    assert re.fullmatch(r"[0-9a-f]{32}", response.headers["mcp-session-id"])
     assert response.headers["access-control-allow-origin"] == ORIGIN
     exposed = [h.strip() for h in response.headers["access-control-expose-headers"].split(",")]
     assert exposed == ["Mcp-Session-Id", "MCP-Protocol-Version", "X-Trace"]
 
 
-def test_mcp_param_headers_must_be_listed(target_factory: Any) -> None:
-    with TestClient(make_app(target_factory)) as client:
+def test_mcp_param_headers_must_be_listed(server_factory: Any) -> None:
+    with TestClient(make_app(server_factory)) as client:
         assert preflight(client, headers="mcp-param-city").status_code == 400
-    with TestClient(make_app(target_factory, allow_headers=["Mcp-Param-City"])) as client:
+    with TestClient(make_app(server_factory, allow_headers=["Mcp-Param-City"])) as client:
         assert preflight(client, headers="mcp-param-city").status_code == 200
 
 
-def test_credentials_echo_the_origin(target_factory: Any) -> None:
-    with TestClient(make_app(target_factory, allow_credentials=True, max_age=60)) as client:
+def test_credentials_echo_the_origin(server_factory: Any) -> None:
+    with TestClient(make_app(server_factory, allow_credentials=True, max_age=60)) as client:
         response = preflight(client)
     assert response.headers["access-control-allow-credentials"] == "true"
     assert response.headers["access-control-max-age"] == "60"
 
 
-async def test_preflight_over_real_uvicorn(target_factory: Any, serve: Any) -> None:
-    with serve(make_app(target_factory)) as url:
+async def test_preflight_over_real_uvicorn(server_factory: Any, serve: Any) -> None:
+    with serve(make_app(server_factory)) as url:
         async with httpx.AsyncClient(base_url=url) as client:
             response = await preflight(client, headers="mcp-session-id")
     assert response.status_code == 200
     assert response.headers["access-control-allow-origin"] == ORIGIN
+
+
+async def test_page_on_allowed_origin_calls_a_local_server(server_factory: Any, serve: Any) -> None:
+    # CORS on the MCP app (as docs/integration.md shows): the Host/Origin guard adopts its
+    # origins, so a page on ORIGIN can call a server listening on 127.0.0.1.
+    app = FastAPI()
+    mount(app, "/mcp", server_factory([]).http_app(path="/", middleware=[cors_middleware([ORIGIN])]))
+    body, headers = modern_request("tools/call", {"name": "where", "arguments": {}})
+    with serve(app) as url:
+        async with httpx.AsyncClient(base_url=url, headers={"Origin": ORIGIN}) as client:
+            allowed = await preflight(client, headers="content-type, mcp-protocol-version, mcp-method, mcp-name")
+            response = await client.post("/mcp", json=body, headers=headers)
+    assert allowed.status_code == 200
+    assert response.status_code == 200, response.text
+    assert response.headers["access-control-allow-origin"] == ORIGIN
+    assert response.json()["result"]["structuredContent"]["server"] == "server"
+
+
+async def test_host_cors_is_not_adopted_by_the_guard_of_a_local_server(server_factory: Any, serve: Any) -> None:
+    # Documented (docs/integration.md, "DNS-rebinding protection"): the guard sees only the MCP
+    # app's own middleware, so with CORS on the host a local server still refuses the page.
+    body, headers = modern_request("tools/call", {"name": "where", "arguments": {}})
+    with serve(make_app(server_factory)) as url:
+        async with httpx.AsyncClient(base_url=url, headers={"Origin": ORIGIN}) as client:
+            response = await client.post("/mcp", json=body, headers=headers)
+    assert response.status_code == 403
+    assert response.json()["error"]["code"] == INVALID_REQUEST
 
 
 def test_returns_a_cors_middleware_entry() -> None:

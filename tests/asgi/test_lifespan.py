@@ -142,12 +142,14 @@ async def test_asgi_app_without_lifespan_support_is_skipped(events: list[str], r
     assert events == ["host:start", "serving", "host:stop"]
 
 
-async def test_object_with_mcp_asgi_app_is_run_through_its_app(events: list[str], server_factory: Any) -> None:
+async def test_mcp_server_item_runs_its_lifespan(events: list[str], server_factory: Any) -> None:
     server = server_factory(events)
     async with combine_lifespans(server)(HOST) as state:
         assert state == {"server_flag": True, "winner": "server"}
-        assert server.lifespan.running
+        assert server.lifespan_state == state
+        assert events == ["server:start"]
     assert events == ["server:start", "server:stop"]
+    assert server.lifespan_state == {}
 
 
 def test_invalid_item_names_its_position() -> None:
@@ -166,6 +168,26 @@ def test_combined_lifespan_works_as_fastapi_lifespan(events: list[str], recorder
     with TestClient(app) as client:
         assert client.get("/state").json() == {"winner": "target", "db": 1, "target_flag": True}
     assert events == ["host:start", "target:start", "target:stop", "host:stop"]
+
+
+def test_combined_lifespan_state_reaches_host_routes_and_tools(
+    events: list[str], recorder: Any, server_factory: Any, call: Any
+) -> None:
+    server = server_factory(events)
+    app = FastAPI(lifespan=combine_lifespans(recorder(events, "host", {"winner": "host", "db": 1}), server))
+    app.mount("/tools", server.http_app())
+
+    @app.get("/state")
+    async def state(request: Request) -> dict[str, Any]:
+        return dict(request.state._state)
+
+    with TestClient(app) as client:
+        assert events == ["host:start", "server:start"]
+        assert client.get("/state").json() == {"winner": "server", "db": 1, "server_flag": True}
+        seen = call(client, "/tools/mcp")
+    assert seen["state"] == {"winner": "server", "db": 1, "server_flag": True}
+    assert seen["lifespan"] == {"server_flag": True, "winner": "server"}
+    assert events == ["host:start", "server:start", "server:stop", "host:stop"]
 
 
 # -- SharedLifespan ---------------------------------------------------------------------
@@ -207,9 +229,10 @@ async def test_nested_entries_share_one_run(events: list[str]) -> None:
     assert events == ["start", "stop"]
 
 
-def test_two_hosts_share_one_target(events: list[str], server_factory: Any) -> None:
+def test_two_hosts_share_one_server(events: list[str], server_factory: Any, call: Any) -> None:
     server = server_factory(events)
     host_a = Starlette(lifespan=combine_lifespans(server))
+    host_a.mount("/mcp", server.http_app(path="/"))
     host_b = Starlette(lifespan=combine_lifespans(server))
     with TestClient(host_a), TestClient(host_b):
         pass
@@ -218,8 +241,9 @@ def test_two_hosts_share_one_target(events: list[str], server_factory: Any) -> N
 
     events.clear()
     both = Starlette(lifespan=combine_lifespans(host_a, host_b))
-    with TestClient(both):
-        assert server.lifespan.running
+    both.mount("/a", host_a)
+    with TestClient(both) as client:
+        assert call(client, "/a/mcp/")["lifespan"] == {"server_flag": True, "winner": "server"}
     # ...while hosts on one loop share it.
     assert events == ["server:start", "server:stop"]
 
