@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 import httpx
 import pydantic
 
-from mcp_asgi import Context, Header, MCPServer
+from mcp_asgi import Context, MCPServer, ParamHeader
 from tests.servers import build_server
 
 
@@ -19,6 +19,12 @@ class Item(pydantic.BaseModel):
 
 def build_hostile_server() -> MCPServer:
     mcp = build_server()
+
+    return add_argument_shapes(mcp)
+
+
+def add_argument_shapes(mcp: MCPServer) -> MCPServer:
+    """Tools taking any JSON, text, nested models with literals, a mirrored header, and elicitation."""
 
     @mcp.tool
     def echo(value: Any) -> Any:
@@ -34,7 +40,7 @@ def build_hostile_server() -> MCPServer:
         return {"count": sum(item.quantity for item in items), "mode": mode, "note": note}
 
     @mcp.tool
-    def regional(region: Annotated[str, Header("Region")], limit: int = 3) -> str:
+    def regional(region: Annotated[str, ParamHeader("Region")], limit: int = 3) -> str:
         return f"{region}:{limit}"
 
     @mcp.tool
@@ -59,26 +65,7 @@ def build_fuzz_server() -> MCPServer:
     def add(a: int, b: int) -> int:
         return a + b
 
-    @mcp.tool
-    def echo(value: Any) -> Any:
-        return value
-
-    @mcp.tool
-    def echo_text(text: str) -> str:
-        return text
-
-    @mcp.tool
-    def order(items: list[Item], mode: Literal["fast", "cheap"] = "fast", note: str | None = None) -> dict:
-        return {"count": sum(item.quantity for item in items), "mode": mode, "note": note}
-
-    @mcp.tool
-    def regional(region: Annotated[str, Header("Region")], limit: int = 3) -> str:
-        return f"{region}:{limit}"
-
-    @mcp.tool
-    async def ask_name(ctx: Context) -> str:
-        answer = await ctx.elicit("Your name?", {"type": "object", "properties": {"name": {"type": "string"}}})
-        return str(answer.content)
+    add_argument_shapes(mcp)
 
     @mcp.resource("data://config", mime_type="application/json")
     def config() -> dict:

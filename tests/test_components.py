@@ -9,7 +9,7 @@ import pydantic
 import pytest
 from typing_extensions import TypedDict
 
-from mcp_asgi import Audio, Context, File, Image, MCPServer, Message, ToolResult
+from mcp_asgi import Audio, Context, FileContent, Image, MCPServer, PromptMessage, ToolResult
 from mcp_asgi.components.content import to_content
 from tests.http_helpers import client_for, modern_request
 from tests.servers import PNG
@@ -132,7 +132,7 @@ def test_content_conversion():
     assert Image(data=b"xx", format="jpeg").to_content()["mimeType"] == "image/jpeg"
     blob = to_content(b"\x00\x01")[0]
     assert blob["type"] == "resource" and blob["resource"]["mimeType"] == "application/octet-stream"
-    assert File(data=b"%PDF", name="r.pdf").to_content()["resource"]["mimeType"] == "application/pdf"
+    assert FileContent(data=b"%PDF", name="r.pdf").to_content()["resource"]["mimeType"] == "application/pdf"
     assert [b["type"] for b in to_content(["a", Image(data=PNG)])] == ["text", "image"]
     assert to_content({"type": "text", "text": "raw"}) == [{"type": "text", "text": "raw"}]
     assert to_content([1, 2]) == [{"type": "text", "text": "[1,2]"}]
@@ -176,11 +176,11 @@ async def test_tool_result_and_structured_values_over_http():
 
     @mcp.prompt
     def multi(topic: str) -> list:
-        return [Message(f"about {topic}"), Message("ok", role="assistant")]
+        return [PromptMessage(f"about {topic}"), PromptMessage("ok", role="assistant")]
 
     @mcp.prompt
     def bad_role() -> list:
-        return [Message("x", role="system")]
+        return [PromptMessage("x", role="system")]
 
     async with client_for(mcp.http_app()) as http:
 
