@@ -77,6 +77,21 @@ def test_sigterm_ends_open_streams_under_plain_uvicorn(name: str) -> None:
     assert "Traceback" not in proc.stderr
 
 
+def test_sigterm_ends_an_open_legacy_sse_stream_under_plain_uvicorn() -> None:
+    proc, url = uvicorn_proc("sse_app")
+    try:
+        with httpx.stream("GET", url.replace("/mcp", "/sse"), timeout=10) as response:
+            lines = response.iter_lines()
+            assert next(lines) == "event: endpoint"
+            assert next(lines).startswith("data: /messages/?session_id=")
+            assert proc.terminate_and_time() < 2
+            assert [line for line in lines if line] == []  # after the endpoint event: the end of the body
+    finally:
+        proc.kill()
+    assert proc.popen.returncode == -signal.SIGTERM
+    assert "Application shutdown complete" in proc.stderr
+
+
 def call(url: str, name: str, seconds: float, *, stream: bool, out: dict[str, httpx.Response]) -> threading.Thread:
     """Call the `nap` tool (2026-07-28) in a thread; with `stream` the reply is SSE (progress first)."""
     body, headers = modern_request("tools/call", {"name": "nap", "arguments": {"name": name, "seconds": seconds}})
