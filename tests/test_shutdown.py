@@ -31,15 +31,19 @@ def uvicorn_proc(name: str) -> tuple[Proc, str]:
     return proc, f"http://127.0.0.1:{port}/mcp"
 
 
-def open_get_stream(http: httpx.Client, url: str) -> Any:
-    """A 2025 session's GET stream, open (its first line read)."""
+def new_session(http: httpx.Client, url: str, version: str) -> str:
     init = {
         "jsonrpc": "2.0",
         "id": 0,
         "method": "initialize",
-        "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}},
+        "params": {"protocolVersion": version, "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}},
     }
-    session = http.post(url, json=init, headers={"accept": ACCEPT}).headers["mcp-session-id"]
+    return http.post(url, json=init, headers={"accept": ACCEPT}).headers["mcp-session-id"]
+
+
+def open_get_stream(http: httpx.Client, url: str) -> Any:
+    """A new 2025 session's GET stream (a context manager, as `http.stream`)."""
+    session = new_session(http, url, "2025-06-18")
     return http.stream("GET", url, headers={"accept": "text/event-stream", "mcp-session-id": session})
 
 
@@ -92,11 +96,16 @@ def test_sigterm_ends_an_open_legacy_sse_stream_under_plain_uvicorn() -> None:
     assert "Application shutdown complete" in proc.stderr
 
 
-def call(url: str, name: str, seconds: float, *, stream: bool, out: dict[str, httpx.Response]) -> threading.Thread:
-    """Call the `nap` tool (2026-07-28) in a thread; with `stream` the reply is SSE (progress first)."""
+def call(
+    url: str, name: str, seconds: float, *, stream: bool, out: dict[str, httpx.Response], session: str | None = None
+) -> threading.Thread:
+    """Call the `nap` tool in a thread (2026-07-28, or on a 2025 `session`); with `stream` the reply is SSE."""
     body, headers = modern_request("tools/call", {"name": "nap", "arguments": {"name": name, "seconds": seconds}})
+    if session is not None:
+        del body["params"]["_meta"]
+        headers = {"accept": ACCEPT, "mcp-session-id": session, "mcp-protocol-version": "2025-11-25"}
     if stream:
-        body["params"]["_meta"]["progressToken"] = name
+        body["params"]["_meta"] = {**body["params"].get("_meta", {}), "progressToken": name}
 
     def run() -> None:
         out[name] = httpx.post(url, json=body, headers=headers, timeout=20)
@@ -114,12 +123,15 @@ def test_run_gives_calls_in_flight_a_graceful_period_then_a_json_rpc_error() -> 
     replies: dict[str, httpx.Response] = {}
     try:
         proc.wait_for_stderr("serving")
+        with httpx.Client(timeout=10) as http:
+            session = new_session(http, url, "2025-11-25")
         threads = [
             call(url, "quick", 0.3, stream=False, out=replies),
             call(url, "slow", 60, stream=False, out=replies),
             call(url, "slow-sse", 60, stream=True, out=replies),
+            call(url, "slow-session", 60, stream=False, out=replies, session=session),
         ]
-        for name in ("quick", "slow", "slow-sse"):
+        for name in ("quick", "slow", "slow-sse", "slow-session"):
             proc.wait_for_stderr(f"started {name}")
         started = time.monotonic()
         proc.popen.send_signal(signal.SIGTERM)
@@ -143,6 +155,9 @@ def test_run_gives_calls_in_flight_a_graceful_period_then_a_json_rpc_error() -> 
     frames = data_frames(iter(replies["slow-sse"].text.splitlines()))
     assert frames[0]["method"] == "notifications/progress"
     assert frames[-1] == {"jsonrpc": "2.0", "id": 1, "error": {"code": -32603, "message": "Server shutting down"}}
+    # The same on a 2025-11-25 session.
+    assert replies["slow-session"].status_code == 503
+    assert replies["slow-session"].json() == slow.json()
     assert grace <= answered < grace + 2
     assert stopped < grace + 3
     assert proc.popen.returncode == 0
