@@ -1,17 +1,17 @@
 """Learning that the host server is shutting down, before it waits for our open streams.
 
-On SIGTERM or SIGINT, uvicorn (also under gunicorn's `UvicornWorker`) sets a flag, stops
-accepting, closes idle connections and then waits for busy ones to finish, forever unless
-`timeout_graceful_shutdown` is set; only after that does it send the app
+On SIGTERM or SIGINT (and SIGQUIT under gunicorn's `UvicornWorker`), uvicorn sets a flag,
+stops accepting, closes idle connections and then waits for busy ones to finish, forever
+unless `timeout_graceful_shutdown` is set; only after that does it send the app
 `lifespan.shutdown`. A GET stream or a `subscriptions/listen` stream is busy until someone
 ends it, and ASGI has no message for "the server is stopping", so the app hears of the
 shutdown from the signal itself:
 
 - `arm()` (called when the lifespan starts and when a stream opens, on the main thread)
-  wraps the SIGTERM/SIGINT handler the host installed: the wrapper calls it, then tells the
-  event loop. A default, ignored or C-level handler is left alone (nothing to chain to:
-  the default SIGTERM kills the process anyway). Nothing is restored later: a host that
-  installed its handler restores what it replaced, which drops the wrapper with it.
+  wraps the SIGTERM/SIGINT/SIGQUIT handler the host installed: the wrapper calls it, then
+  tells the event loop. A default, ignored or C-level handler is left alone (nothing to
+  chain to: the default SIGTERM kills the process anyway). Nothing is restored later: a
+  host that installed its handler restores what it replaced, which drops the wrapper too.
 - `begin()` is the same news from code that knows (`run()` calls it from uvicorn's shutdown).
 - Streams wait for their next message inside `stream_wait()`: shutdown ends the wait, never
   a send, and the stream ends cleanly. Calls run inside `grace()`: shutdown gives them
@@ -43,7 +43,8 @@ logger = logging.getLogger("mcp_asgi")
 
 # Seconds a call still running when shutdown begins may take to finish.
 DEFAULT_GRACEFUL_PERIOD = 5.0
-_SIGNALS = tuple(s for s in (getattr(signal, "SIGTERM", None), signal.SIGINT) if s is not None)
+# SIGQUIT: gunicorn's quick shutdown, which its UvicornWorker hands to uvicorn's handle_exit.
+_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGINT", "SIGQUIT") if hasattr(signal, name))
 
 
 class HostShutdown:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import threading
 from collections.abc import Iterator
@@ -17,7 +18,7 @@ from mcp_asgi.concurrency import forward_with_keepalive
 @pytest.fixture
 def handlers() -> Iterator[None]:
     """Put the process's SIGTERM/SIGINT handlers back, whatever the test installed."""
-    saved = {signum: signal.getsignal(signum) for signum in (signal.SIGTERM, signal.SIGINT)}
+    saved = {signum: signal.getsignal(signum) for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)}
     yield
     for signum, handler in saved.items():
         signal.signal(signum, handler)
@@ -40,6 +41,19 @@ async def test_the_hosts_handler_still_runs_and_the_loop_hears_of_the_signal(han
     signal.raise_signal(signal.SIGTERM)
     assert seen == [signal.SIGTERM]  # the host (uvicorn's handle_exit) is told first
     await eventually(lambda: host.begun)
+
+
+async def test_a_host_on_loop_add_signal_handler_is_covered_too(handlers: None) -> None:
+    # hypercorn's way: the loop's handler runs from its wakeup fd, the Python-level one is a no-op.
+    loop = asyncio.get_running_loop()
+    seen = asyncio.Event()
+    loop.add_signal_handler(signal.SIGTERM, seen.set)
+    try:
+        host = shutdown.arm()
+        signal.raise_signal(signal.SIGTERM)
+        await eventually(lambda: host.begun and seen.is_set())
+    finally:
+        loop.remove_signal_handler(signal.SIGTERM)
 
 
 @pytest.mark.parametrize("installed", [signal.SIG_DFL, signal.SIG_IGN])
