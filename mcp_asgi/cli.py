@@ -294,6 +294,13 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_argument("--stateless", action="store_true", help="http: no sessions for 2025 clients")
         sub.add_argument("--json-response", action="store_true", help="http: answer with JSON, never SSE")
         sub.add_argument("--root-path", default=None, help="the path prefix a proxy in front strips")
+        sub.add_argument(
+            "--graceful-shutdown",
+            type=float,
+            default=None,
+            metavar="SECONDS",
+            help="http/sse: how long calls still running at SIGTERM may take before they get an error (default 5)",
+        )
 
     common(commands.add_parser("run", help="serve a server (stdio by default)"), transports=True)
     common(commands.add_parser("dev", help="serve over HTTP and open the MCP Inspector"), transports=False)
@@ -313,6 +320,12 @@ def _app_options(args: argparse.Namespace, transport: str) -> dict[str, Any]:
         if transport == "stdio":
             raise CLIError("--root-path applies to the HTTP transports; add --transport http or sse")
         options["root_path"] = args.root_path
+    if args.graceful_shutdown is not None:
+        if transport == "stdio":
+            raise CLIError("--graceful-shutdown applies to the HTTP transports; add --transport http or sse")
+        if args.graceful_shutdown < 0:
+            raise CLIError(f"--graceful-shutdown must be 0 seconds or more; got {args.graceful_shutdown:g}")
+        options["graceful_shutdown"] = args.graceful_shutdown
     return options
 
 
@@ -340,7 +353,15 @@ def _serve_app(args: argparse.Namespace, target: AppTarget, transport: str) -> N
     import anyio
     import uvicorn
 
-    from mcp_asgi.runner import GRACEFUL_SHUTDOWN_SECONDS, _say, _UvicornServer, bind_socket, configure_logging
+    from mcp_asgi import shutdown
+    from mcp_asgi.runner import (
+        GRACEFUL_SHUTDOWN_SECONDS,
+        UVICORN_MARGIN_SECONDS,
+        _say,
+        _UvicornServer,
+        bind_socket,
+        configure_logging,
+    )
 
     spec_target = split_spec(args.spec)[0]
     if transport not in ("http", "streamable-http"):
@@ -356,6 +377,7 @@ def _serve_app(args: argparse.Namespace, target: AppTarget, transport: str) -> N
             f"{' and '.join(given)} configure an MCP server, but {target.describe()}, served as it is; "
             f"set them where the app builds its MCP app, or point at the server ({spec_target}:name)"
         )
+    grace = _app_options(args, transport).get("graceful_shutdown", GRACEFUL_SHUTDOWN_SECONDS)
     configure_logging(args.log_level)
     sock = bind_socket(args.host, args.port)
     port = sock.getsockname()[1]
@@ -365,7 +387,7 @@ def _serve_app(args: argparse.Namespace, target: AppTarget, transport: str) -> N
         port=port,
         log_level=args.log_level or "warning",
         root_path=args.root_path or "",
-        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+        timeout_graceful_shutdown=grace + UVICORN_MARGIN_SECONDS,
     )
     hooks = []
     for _, mcp_app in target.mounted:
@@ -381,6 +403,7 @@ def _serve_app(args: argparse.Namespace, target: AppTarget, transport: str) -> N
     server = _UvicornServer(config, on_shutdown=hooks, announcement=announcement)
 
     async def serve() -> None:
+        shutdown.configure(grace)
         try:
             await server.serve(sockets=[sock])
         finally:

@@ -1,7 +1,7 @@
 """The two waiting patterns every stream shares: watching for a disconnect, and keep-alives.
 
-The bottom layer: imports nothing from mcp_asgi, so the protocol core and the
-transports can both use it. It is also the one module that touches asyncio
+The bottom layer: imports nothing from mcp_asgi but `shutdown` (as low), so the protocol
+core and the transports can both use it. It is also the one module that touches asyncio
 directly (see docs/design.md, "One concurrency library").
 """
 
@@ -14,6 +14,8 @@ from typing import Any, TypeVar
 
 import anyio
 from anyio.abc import ObjectReceiveStream
+
+from mcp_asgi import shutdown
 
 T = TypeVar("T")
 
@@ -83,16 +85,22 @@ async def forward_with_keepalive(
     """Hand every item of `source` to `deliver` until it ends; `keepalive()` after `interval` s of quiet.
 
     Only the wait for the next item is timed: a delivery that a slow reader holds up
-    past the interval delays the next keep-alive and never loses the item.
+    past the interval delays the next keep-alive and never loses the item. (anyio's
+    memory streams never lose an item to a cancelled `receive`.)
+
+    Also returns when the host server starts shutting down (see `mcp_asgi.shutdown`):
+    hosts wait for open streams before they stop, and nothing else would end this one.
+    Like the keep-alive timer, shutdown ends only the wait, never a delivery.
     """
-    while True:
+    host = shutdown.arm()
+    while not host.begun:
         item: Any = _SILENCE
-        with anyio.move_on_after(interval):
+        with anyio.move_on_after(interval) as wait, host.stream_wait(wait):
             try:
                 item = await source.receive()
             except (anyio.EndOfStream, anyio.ClosedResourceError):
                 return
-        if item is _SILENCE:
-            await keepalive()
-        else:
+        if item is not _SILENCE:
             await deliver(item)
+        elif not host.begun:
+            await keepalive()

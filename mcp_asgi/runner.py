@@ -20,6 +20,9 @@ import anyio
 import anyio.abc
 import uvicorn
 
+from mcp_asgi import shutdown as host_shutdown
+from mcp_asgi.shutdown import DEFAULT_GRACEFUL_PERIOD
+
 if TYPE_CHECKING:
     from mcp_asgi.server import MCPServer
 
@@ -44,8 +47,10 @@ APP_OPTIONS = frozenset(
         "max_in_flight",
     }
 )
-# Streams still open this long after shutdown began are cut (uvicorn waits forever by default).
-GRACEFUL_SHUTDOWN_SECONDS = 3.0
+# Calls still running when shutdown begins get this long to finish, then a JSON-RPC error.
+GRACEFUL_SHUTDOWN_SECONDS = DEFAULT_GRACEFUL_PERIOD
+# uvicorn cuts what is still open this long after our own graceful period: time to write the errors.
+UVICORN_MARGIN_SECONDS = 2.0
 
 
 class RunError(RuntimeError):
@@ -76,13 +81,20 @@ async def run_async(
     path: str | None = None,
     log_level: str | None = None,
     announce: bool = True,
+    graceful_shutdown: float | None = None,
     **options: Any,
 ) -> None:
-    """`run()` for code already inside an event loop."""
+    """`run()` for code already inside an event loop.
+
+    Over HTTP, SIGTERM or Ctrl-C ends open streams at once and gives calls still running
+    `graceful_shutdown` seconds (default 5) to finish; the rest get a JSON-RPC error.
+    """
     if transport not in TRANSPORTS:
         raise ValueError(f"`transport` must be one of {', '.join(TRANSPORTS)}; got {transport!r}")
     configure_logging(log_level)
     app_options = {key: options.pop(key) for key in list(options) if key in APP_OPTIONS}
+    if graceful_shutdown is not None:
+        options["graceful_shutdown"] = graceful_shutdown
     if transport == "stdio":
         # The one app option that means something here: the longest line (message) accepted.
         max_line_size = app_options.pop("max_body_size", None)
@@ -222,6 +234,9 @@ class _UvicornServer(uvicorn.Server):
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         # uvicorn waits for open responses to finish; long-lived SSE streams never would.
+        # (The signal already said so when a stream or the lifespan had armed it; this covers
+        # `should_exit` set by code, and calls in flight with no stream open.)
+        host_shutdown.begin()
         for hook in self._on_shutdown:
             hook()
         await super().shutdown(sockets)
@@ -250,9 +265,12 @@ async def serve_http(
     log_level: str | None = None,
     app_options: dict[str, Any] | None = None,
     announce: bool = True,
+    graceful_shutdown: float = GRACEFUL_SHUTDOWN_SECONDS,
     **uvicorn_options: Any,
 ) -> None:
     """Serve `server.http_app(...)` with uvicorn until Ctrl-C or SIGTERM."""
+    if not isinstance(graceful_shutdown, (int, float)) or graceful_shutdown < 0:
+        raise ValueError(f"`graceful_shutdown` must be a number of seconds >= 0; got {graceful_shutdown!r}")
     app_options = dict(app_options or {})
     if transport == "sse":
         path = "/sse" if path is None else path
@@ -262,7 +280,7 @@ async def serve_http(
         app = server.http_app(path=path, transport="http", **app_options)
     sock = bind_socket(host, port)
     port = sock.getsockname()[1]
-    uvicorn_options.setdefault("timeout_graceful_shutdown", GRACEFUL_SHUTDOWN_SECONDS)
+    uvicorn_options.setdefault("timeout_graceful_shutdown", graceful_shutdown + UVICORN_MARGIN_SECONDS)
     config = uvicorn.Config(app, host=host, port=port, log_level=log_level or "warning", **uvicorn_options)
     announcement = None
     if announce:
@@ -277,6 +295,7 @@ async def serve_http(
     server_ = _UvicornServer(
         config, on_shutdown=[endpoint.broker.close_all, server._hub.close], announcement=announcement
     )
+    host_shutdown.configure(graceful_shutdown)
     try:
         await server_.serve(sockets=[sock])
     finally:

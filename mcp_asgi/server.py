@@ -12,6 +12,7 @@ from starlette.middleware import Middleware
 from starlette.routing import BaseRoute, Match, NoMatchFound, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from mcp_asgi import shutdown as host_shutdown
 from mcp_asgi.asgi.cors import cors_origins
 from mcp_asgi.asgi.lifespan import SharedLifespan
 from mcp_asgi.asgi.security import HostOriginGuard, guarded_route
@@ -353,6 +354,8 @@ class MCPServer:
     # Lifespan.
     @contextlib.asynccontextmanager
     async def _run_lifespan(self, app: Any) -> AsyncIterator[dict[str, Any]]:
+        # Hear of the host's SIGTERM before it waits on our streams (see mcp_asgi/shutdown.py).
+        host_shutdown.arm()
         async with self._sweeper.running():
             try:
                 if self._user_lifespan is None:

@@ -11,8 +11,9 @@ from typing import Any, Protocol
 
 from starlette.types import Send
 
+from mcp_asgi import shutdown
 from mcp_asgi.protocol.dispatch import Call, ProtocolCore
-from mcp_asgi.protocol.jsonrpc import MCPError, encode, error_response, result_response
+from mcp_asgi.protocol.jsonrpc import INTERNAL_ERROR, MCPError, encode, error_response, result_response
 from mcp_asgi.transports.http_common import SSE_HEADERS, SSE_KEEPALIVE, send_bytes, sse_event
 
 
@@ -67,10 +68,28 @@ class JSONOrSSEReply:
             await send_bytes(self.send, status, encode(message), self.headers)
 
 
+# Calls that run user code or stream; the rest answer at once and need no graceful period.
+_LONG_RUNNING = frozenset(
+    {"tools/call", "prompts/get", "resources/read", "completion/complete", "subscriptions/listen"}
+)
+
+
+def shutting_down() -> MCPError:
+    """The error a call gets when the host's shutdown cut it after its graceful period."""
+    return MCPError(INTERNAL_ERROR, "Server shutting down", http_status=503)
+
+
 async def answer(core: ProtocolCore, call: Call, reply: Reply) -> None:
     """Run the call through the core and finish the reply with its result or error."""
     try:
-        result = await core.handle(call)
+        if call.method in _LONG_RUNNING:
+            # Shutdown gives the call its graceful period, then a JSON-RPC error (not uvicorn's 500).
+            with shutdown.state().grace() as grace:
+                result = await core.handle(call)
+            if grace.cancelled_caught:
+                raise shutting_down()
+        else:
+            result = await core.handle(call)
     except MCPError as error:
         status = error.http_status if error.http_status >= 400 else 200
         await reply.finish(error_response(call.request_id, error), status)
