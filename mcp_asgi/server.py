@@ -414,6 +414,11 @@ class MCPServer:
         """
         if transport not in (*HTTP_TRANSPORTS, "sse"):
             raise ValueError(f"`transport` must be one of {', '.join(HTTP_TRANSPORTS)}, sse; got {transport!r}")
+        if keepalive_interval <= 0:
+            raise ValueError(f"`keepalive_interval` must be a positive number of seconds; got {keepalive_interval!r}")
+        # subscriptions/listen streams run in the core, which reads the server's interval: the app's
+        # setting reaches them through it (with several apps of one server, the last one built sets it).
+        self.keepalive_interval = keepalive_interval
         path = ("/sse" if transport == "sse" else "/mcp") if path is None else path
         if not path.startswith("/"):
             raise ValueError(f"`path` must start with '/', got {path!r}")

@@ -16,8 +16,10 @@ from typing import Any
 
 import anyio
 import httpx
+import pytest
 
 from mcp_asgi import MCPServer
+from mcp_asgi.protocol import limits
 from tests.conftest import serve
 from tests.http_helpers import ACCEPT, modern_request
 
@@ -120,7 +122,12 @@ def test_a_stalled_get_stream_reader_gets_every_message_in_order() -> None:
     assert answers[0]["result"]["structuredContent"] == {"result": COUNT}
 
 
-def test_a_stalled_subscriptions_listen_reader_gets_every_notification_in_order() -> None:
+def test_a_stalled_subscriptions_listen_reader_gets_every_notification_in_order(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Big notifications fill the socket buffers quickly; a resource update carries only its URI,
+    # so the URIs are big, past the default cap on what a listen may name.
+    monkeypatch.setattr(limits, "MAX_URI_LENGTH", PAD + 100)
     uris = [big_uri(seq, PAD) for seq in range(COUNT)]
     body, headers = modern_request("subscriptions/listen", {"notifications": {"resourceSubscriptions": uris}})
     with serve(build()) as base, httpx.Client(base_url=base, timeout=10) as http:
@@ -144,3 +151,18 @@ def test_a_stalled_subscriptions_listen_reader_gets_every_notification_in_order(
     # Compared by number: a failure should not print 16 MB of URIs.
     assert [int(frame["params"]["uri"].split("/")[2]) for frame in updates] == list(range(COUNT))
     assert [frame["params"]["uri"] for frame in updates] == uris
+
+
+def test_http_app_keepalive_interval_reaches_subscriptions_listen() -> None:
+    mcp = MCPServer("quiet")
+    body, headers = modern_request("subscriptions/listen", {"notifications": {"toolsListChanged": True}})
+    with serve(mcp.http_app(keepalive_interval=0.1)) as base, httpx.Client(base_url=base, timeout=10) as http:
+        with http.stream("POST", "/mcp", json=body, headers=headers) as response:
+            lines = response.iter_lines()
+            first = next(line for line in lines if line.startswith("data:"))
+            assert json.loads(first[len("data:") :])["method"] == "notifications/subscriptions/acknowledged"
+            started = time.monotonic()
+            comment = next(line for line in lines if line.startswith(":"))
+    # The default interval is 15 s; the app asked for 0.1 s.
+    assert comment == ": ping"
+    assert time.monotonic() - started < 5
