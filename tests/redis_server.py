@@ -9,6 +9,7 @@ Redis tests never skip (scripts/bootstrap installs redis-server).
 from __future__ import annotations
 
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -75,7 +76,18 @@ class RedisServer:
             process.kill()
             process.wait(5)
 
+    def pause(self) -> None:
+        """Freeze the server (SIGSTOP): connections stay open, nothing answers; `resume()` thaws it."""
+        assert self._process is not None
+        self._process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self._process is not None
+        self._process.send_signal(signal.SIGCONT)
+
     def close(self) -> None:
+        if self._process is not None:
+            self._process.send_signal(signal.SIGCONT)  # a paused server cannot act on SIGTERM
         self.stop()
         shutil.rmtree(self._dir, ignore_errors=True)
 
