@@ -163,3 +163,38 @@ async def test_the_in_memory_backend_is_the_one_worker_case() -> None:
 def test_importing_mcp_asgi_never_imports_redis() -> None:
     code = "import sys, mcp_asgi, mcp_asgi.backend, mcp_asgi.redis; assert 'redis' not in sys.modules, 'redis'"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+async def test_over_http_an_outage_is_a_503_and_new_sessions_work_once_redis_is_back(redis_server: RedisServer) -> None:
+    import httpx
+    import redis.asyncio
+
+    from mcp_asgi import MCPServer
+    from mcp_asgi.redis import RedisSessionStore
+    from tests.conftest import serve
+    from tests.http_helpers import ACCEPT
+
+    client = redis.asyncio.Redis.from_url(redis_server.url, decode_responses=True)
+    store = RedisSessionStore(client, prefix="http:", timeout=1.0)
+    init = {"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {"protocolVersion": "2025-11-25"}}
+    with serve(MCPServer("outage").http_app(session_store=store, json_response=True)) as base:
+        async with httpx.AsyncClient(base_url=base, timeout=10) as http:
+            session_id = (await http.post("/mcp", json=init, headers={"accept": ACCEPT})).headers["mcp-session-id"]
+            headers = {"accept": ACCEPT, "mcp-session-id": session_id, "mcp-protocol-version": "2025-11-25"}
+            ping = {"jsonrpc": "2.0", "id": 1, "method": "ping"}
+            assert (await http.post("/mcp", json=ping, headers=headers)).status_code == 200
+            redis_server.stop()
+            started = time.monotonic()
+            for response in (
+                await http.post("/mcp", json=ping, headers=headers),
+                await http.post("/mcp", json=init, headers={"accept": ACCEPT}),
+                await http.delete("/mcp", headers=headers),
+            ):
+                assert response.status_code == 503, response.text
+                assert response.json()["error"]["code"] == -32000
+            assert time.monotonic() - started < 3.0
+            redis_server.start()
+            again = await http.post("/mcp", json=init, headers={"accept": ACCEPT})
+            assert again.status_code == 200 and again.headers["mcp-session-id"]
+            # Its data went with the old server (no persistence): the old session is unknown, not an error.
+            assert (await http.post("/mcp", json=ping, headers=headers)).status_code == 404
