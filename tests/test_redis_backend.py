@@ -198,3 +198,34 @@ async def test_over_http_an_outage_is_a_503_and_new_sessions_work_once_redis_is_
             assert again.status_code == 200 and again.headers["mcp-session-id"]
             # Its data went with the old server (no persistence): the old session is unknown, not an error.
             assert (await http.post("/mcp", json=ping, headers=headers)).status_code == 404
+
+
+async def test_a_get_stream_ends_when_the_store_cannot_say_what_it_subscribed_to(redis_server: RedisServer) -> None:
+    import httpx
+    import redis.asyncio
+
+    from mcp_asgi.redis import RedisSessionStore
+    from tests.conftest import serve
+    from tests.http_helpers import initialize, modern_request
+    from tests.test_notifications import build
+
+    client = redis.asyncio.Redis.from_url(redis_server.url, decode_responses=True)
+    store = RedisSessionStore(client, prefix="get:", timeout=1.0)
+    with serve(build().http_app(session_store=store, json_response=True)) as base:
+        url = f"{base}/mcp"
+        async with httpx.AsyncClient(timeout=10) as http:
+            session_id = await initialize(http, url)
+            headers = {
+                "accept": "text/event-stream",
+                "mcp-session-id": session_id,
+                "mcp-protocol-version": "2025-11-25",
+            }
+            async with http.stream("GET", url, headers=headers) as stream:
+                assert stream.status_code == 200
+                redis_server.stop()
+                # Raised by a 2026-07-28 call, which needs no session store.
+                body, call_headers = modern_request("tools/call", {"name": "touch", "arguments": {"uri": "data://x"}})
+                assert (await http.post(url, json=body, headers=call_headers)).status_code == 200
+                with anyio.fail_after(5):
+                    rest = b"".join([chunk async for chunk in stream.aiter_bytes()])
+    assert b"resources/updated" not in rest

@@ -186,10 +186,8 @@ def build_call(
     )
 
 
-async def _change_session(call: Call, **fields: Any) -> None:
+async def _change_session(call: Call, session: Session, **fields: Any) -> None:
     """Set fields of the call's session: on the record it holds, and in the store when there is one."""
-    session = call.session
-    assert session is not None
     for name, value in fields.items():
         setattr(session, name, value)
     if call.sessions is not None:
@@ -380,6 +378,7 @@ class ProtocolCore:
             session.adopt_client(call.params.get("capabilities"), call.params.get("clientInfo"))
             await _change_session(
                 call,
+                session,
                 protocol_version=revision.version,
                 client_capabilities=session.client_capabilities,
                 client_info=session.client_info,
@@ -401,7 +400,7 @@ class ProtocolCore:
         if not is_log_level(level):
             raise invalid_params(f"Invalid params: level must be one of {', '.join(LEVEL_RANK)}")
         if call.session is not None:
-            await _change_session(call, log_level=level)
+            await _change_session(call, call.session, log_level=level)
         return {}
 
     async def _discover(self, call: Call) -> dict[str, Any]:

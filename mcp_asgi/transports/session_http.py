@@ -326,7 +326,7 @@ async def _run_get_stream(
                 except MCPError:
                     break  # the store is unreachable: end the stream; the client reconnects when it is back
             await emit(sse_event(change))
-        group.cancel_scope.cancel()  # the server is shutting down
+        group.cancel_scope.cancel()  # the server is shutting down, or the store is unreachable
 
     try:
         headers = SSE_HEADERS + [(b"mcp-session-id", record.session_id.encode())]
