@@ -37,3 +37,7 @@ def serve(app: Any, **options: Any) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(10)
+
+
+# A real redis-server per run (`redis_url`) or per test (`redis_server`), for the Redis backend's tests.
+from tests.redis_server import redis_server, redis_url  # noqa: E402, F401

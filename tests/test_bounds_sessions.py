@@ -220,20 +220,18 @@ def test_at_the_cap_a_new_session_gets_503_and_existing_ones_keep_working():
 async def test_at_the_cap_expired_sessions_are_reclaimed_first():
     # No sweeper runs here (no lifespan): creating at the cap must reclaim on its own.
     store = InMemorySessionStore(max_sessions=2, idle_timeout=0.2)
-    first, second = SessionRecord("a"), SessionRecord("b")
-    await store.create(first)
-    await store.create(second)
+    await store.create(SessionRecord("a"))
+    await store.create(SessionRecord("b"))
     with pytest.raises(MCPError) as refused:
         await store.create(SessionRecord("c"))
     assert refused.value.http_status == 503
     await anyio.sleep(0.1)
-    assert await store.get("b") is second  # b is active again; a is not
+    assert (await store.get("b")).session_id == "b"  # b is active again; a is not
     await anyio.sleep(0.15)
-    third = SessionRecord("c")
-    await store.create(third)
+    await store.create(SessionRecord("c"))
     assert await store.get("a") is None
-    assert await store.get("b") is second
-    assert await store.get("c") is third
+    assert (await store.get("b")).session_id == "b"
+    assert (await store.get("c")).session_id == "c"
 
 
 async def test_refusing_at_the_cap_costs_no_sort_of_all_sessions():
@@ -252,12 +250,12 @@ async def test_refusing_at_the_cap_costs_no_sort_of_all_sessions():
     assert (await store.get("s0")).session_id == "s0"
 
 
-async def test_a_deleted_session_is_not_brought_back_by_a_late_save():
+async def test_a_deleted_session_is_not_brought_back_by_a_late_change():
     store = InMemorySessionStore()
-    record = SessionRecord("gone")
-    await store.create(record)
+    await store.create(SessionRecord("gone"))
     await store.delete("gone")
-    await store.save(record)
+    assert await store.update("gone", log_level="debug") is False
+    assert await store.subscribe("gone", "data://x") is False
     assert await store.get("gone") is None and len(store) == 0
 
 

@@ -13,14 +13,15 @@ async def test_the_store_hides_and_does_not_touch_another_principals_session() -
     store = InMemorySessionStore(idle_timeout=60)
     record = SessionRecord(session_id="s1", principal="user:alice")
     await store.create(record)
-    record.last_active -= 30
-    before = record.last_active
+    stored = store._records["s1"]
+    stored.last_active -= 30
+    before = stored.last_active
     assert await store.get("s1", principal="user:bob") is None
     assert await store.get("s1", principal=None) is None
-    assert record.last_active == before  # the stranger's reads were not activity
-    assert await store.get("s1", principal="user:alice") is record
-    assert record.last_active > before
-    assert await store.get("s1") is record  # no principal given: the transport-free read
+    assert stored.last_active == before  # the stranger's reads were not activity
+    assert (await store.get("s1", principal="user:alice")).principal == "user:alice"
+    assert stored.last_active > before
+    assert (await store.get("s1")).session_id == "s1"  # no principal given: the transport-free read
 
 
 async def test_a_strangers_requests_do_not_keep_a_session_from_expiring() -> None:

@@ -78,6 +78,21 @@ class Session(Protocol):
     def subscribe(self, uri: str) -> bool: ...
 
 
+class SessionChanges(Protocol):
+    """Where the core writes a change to a stored 2025 session (`transports.sessions.SessionStore`).
+
+    Field by field, because the record a call holds may be a copy that other workers'
+    calls change too. A call without one holds a record nobody else sees (a session
+    being created, stdio's own), and the core changes only that record.
+    """
+
+    async def update(self, session_id: str, **fields: Any) -> bool: ...
+
+    async def subscribe(self, session_id: str, uri: str) -> bool: ...
+
+    async def unsubscribe(self, session_id: str, uri: str) -> bool: ...
+
+
 @dataclass(slots=True)
 class CallState:
     """What changes while a call runs; everything else about a call is fixed when it is built."""
@@ -86,8 +101,6 @@ class CallState:
     inputs: dict[str, Any] = field(default_factory=dict)
     consumed: dict[str, Any] = field(default_factory=dict)
     asked: int = 0
-    # Set by handlers that changed the session record, so the transport saves it.
-    session_changed: bool = False
 
 
 class Call(NamedTuple):
@@ -105,6 +118,8 @@ class Call(NamedTuple):
     meta: dict[str, Any]
     # The 2025 session the request belongs to; None on 2026-07-28 and stateless endpoints.
     session: Session | None
+    # Where changes to `session` are stored; None when the record is the transport's own.
+    sessions: SessionChanges | None
     request: Request | None
     host_app: Any
     # Request-scoped messages (progress, logs) for the client; None when there is no way to send them.
@@ -140,6 +155,7 @@ def build_call(
     revision: Revision,
     *,
     session: Session | None = None,
+    sessions: SessionChanges | None = None,
     request: Request | None = None,
     host_app: Any = None,
     send: Send | None = None,
@@ -160,6 +176,7 @@ def build_call(
         message["id"],
         meta if isinstance(meta, dict) else {},
         session,
+        sessions,
         request,
         host_app,
         send,
@@ -167,6 +184,14 @@ def build_call(
         close_stream,
         CallState(),
     )
+
+
+async def _change_session(call: Call, session: Session, **fields: Any) -> None:
+    """Set fields of the call's session: on the record it holds, and in the store when there is one."""
+    for name, value in fields.items():
+        setattr(session, name, value)
+    if call.sessions is not None:
+        await call.sessions.update(session.session_id, **fields)
 
 
 def unsupported_version(requested: Any) -> MCPError:
@@ -350,9 +375,14 @@ class ProtocolCore:
         revision = negotiate(call.params.get("protocolVersion"))
         session = call.session
         if session is not None:
-            session.protocol_version = revision.version
             session.adopt_client(call.params.get("capabilities"), call.params.get("clientInfo"))
-            call.state.session_changed = True
+            await _change_session(
+                call,
+                session,
+                protocol_version=revision.version,
+                client_capabilities=session.client_capabilities,
+                client_info=session.client_info,
+            )
         result: dict[str, Any] = {
             "protocolVersion": revision.version,
             "capabilities": self.capabilities(),
@@ -370,8 +400,7 @@ class ProtocolCore:
         if not is_log_level(level):
             raise invalid_params(f"Invalid params: level must be one of {', '.join(LEVEL_RANK)}")
         if call.session is not None:
-            call.session.log_level = level
-            call.state.session_changed = True
+            await _change_session(call, call.session, log_level=level)
         return {}
 
     async def _discover(self, call: Call) -> dict[str, Any]:
@@ -429,15 +458,21 @@ class ProtocolCore:
 
     async def _subscribe(self, call: Call) -> dict[str, Any]:
         uri = _require_str(call.params, "uri", "resources/subscribe")
-        if call.session is not None and call.session.subscribe(uri):
-            call.state.session_changed = True
+        session = call.session
+        if session is None:
+            return {}
+        if call.sessions is None:
+            session.subscribe(uri)
+        elif await call.sessions.subscribe(session.session_id, uri):
+            session.subscriptions.add(uri)  # what this call (or channel) holds sees it too
         return {}
 
     async def _unsubscribe(self, call: Call) -> dict[str, Any]:
         uri = _require_str(call.params, "uri", "resources/unsubscribe")
-        if call.session is not None and uri in call.session.subscriptions:
+        if call.session is not None:
+            if call.sessions is not None:
+                await call.sessions.unsubscribe(call.session.session_id, uri)
             call.session.subscriptions.discard(uri)
-            call.state.session_changed = True
         return {}
 
     async def _listen(self, call: Call) -> dict[str, Any]:

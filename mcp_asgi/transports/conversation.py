@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 from anyio.abc import TaskGroup
 
-from mcp_asgi.protocol.dispatch import META_VERSION, Call, Send, build_call, read_modern_meta
+from mcp_asgi.protocol.dispatch import META_VERSION, Call, Send, SessionChanges, build_call, read_modern_meta
 from mcp_asgi.protocol.jsonrpc import (
     INTERNAL_ERROR,
     INVALID_REQUEST,
@@ -83,7 +83,7 @@ class Conversation:
         session: SessionRecord | None = None,
         allow_modern: bool = True,
         default_version: str | None = None,
-        on_session_changed: Callable[[SessionRecord], Awaitable[None]] | None = None,
+        sessions: SessionChanges | None = None,
         host_app: Any = None,
         request: Request | None = None,
         max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
@@ -96,7 +96,8 @@ class Conversation:
         self.allow_modern = allow_modern
         # The revision assumed for legacy requests before `initialize` (None: refuse them).
         self.default_version = default_version
-        self.on_session_changed = on_session_changed
+        # The store `session` lives in (legacy SSE); None when the channel's record is its own (stdio).
+        self.sessions = sessions
         self.host_app = host_app
         # The HTTP request that opened the channel (the SSE GET), for `ctx.request`.
         self.request = request
@@ -161,7 +162,8 @@ class Conversation:
         elif method == "notifications/initialized" and self.session is not None:
             if not self.session.initialized:
                 self.session.initialized = True
-                await self._session_changed()
+                if self.sessions is not None:
+                    await self.sessions.update(self.session.session_id, initialized=True)
 
     async def _answer(self, message: dict[str, Any], scope: anyio.CancelScope) -> None:
         method, request_id = message["method"], message["id"]
@@ -178,8 +180,6 @@ class Conversation:
 
                 call = self._call(message, send)
                 result = await self.server._core.handle(call)
-                if call.state.session_changed:
-                    await self._session_changed()
                 if method == "initialize" and call.session is not None:
                     self._follow_changes(call.session)
                 reply = result_response(request_id, result)
@@ -209,6 +209,7 @@ class Conversation:
             message,
             revision,
             session=self.session,
+            sessions=self.sessions,
             request=self.request,
             host_app=self.host_app,
             send=send,
@@ -229,10 +230,6 @@ class Conversation:
             f"Invalid Request: send `initialize` first, or carry `_meta` with {META_VERSION} "
             f"(the 2026-07-28 revision needs no handshake)",
         )
-
-    async def _session_changed(self) -> None:
-        if self.session is not None and self.on_session_changed is not None:
-            await self.on_session_changed(self.session)
 
     def stop_following(self) -> None:
         """Stop sending change notifications (the channel's input ended)."""

@@ -8,7 +8,6 @@ to the client (`PendingRequests`), and 2025-11-25 resumable streams (`events`).
 
 from __future__ import annotations
 
-from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -28,7 +27,7 @@ from mcp_asgi.protocol.jsonrpc import (
     encode,
     result_response,
 )
-from mcp_asgi.protocol.notifications import session_change
+from mcp_asgi.protocol.notifications import event_message
 from mcp_asgi.protocol.versions import LEGACY_VERSIONS, MODERN_VERSIONS, REVISIONS
 from mcp_asgi.transports.conversation import DEFAULT_MAX_IN_FLIGHT, check_max_in_flight, too_many_in_flight
 from mcp_asgi.transports.events import ResumableReply, resume_stream
@@ -41,6 +40,7 @@ if TYPE_CHECKING:
 
 SESSION_HEADER = "mcp-session-id"
 VERSION_HEADER = "mcp-protocol-version"
+RESOURCE_UPDATED = "notifications/resources/updated"
 
 
 def _session_not_found() -> MCPError:
@@ -163,6 +163,7 @@ async def _session_call(
         message,
         revision,
         session=session,
+        sessions=endpoint.sessions if session is not None else None,
         **_origin(request),
         send=reply.early,
         request_client=request_client,
@@ -180,8 +181,6 @@ async def _session_call(
     if scope.cancelled_caught:
         # notifications/cancelled or DELETE: the client expects no response; end the HTTP exchange quietly.
         await reply.finish(None)
-    if call.state.session_changed:
-        await endpoint.sessions.save(session)
 
 
 async def _request_client(
@@ -231,8 +230,7 @@ async def _notification(
 ) -> None:
     if method == "notifications/initialized":
         if session is not None and not session.initialized:
-            session.initialized = True
-            await endpoint.sessions.save(session)
+            await endpoint.sessions.update(session.session_id, initialized=True)
     elif method == "notifications/cancelled" and session is not None:
         endpoint.in_flight.cancel(session.session_id, params.get("requestId"))
 
@@ -310,7 +308,9 @@ async def _run_get_stream(
     endpoint: StreamableHTTPEndpoint, record: SessionRecord, stream: Any, receive: Receive, send: Send
 ) -> None:
     """The open GET stream: broker messages and list changes, keep-alives, until either side ends it."""
-    changes, stop_changes = endpoint.server._hub.listen(partial(session_change, record.subscriptions))
+    # Every change comes through; resource updates are checked against the store's subscriptions when
+    # they arrive, so a resources/subscribe sent after the stream opened (on any worker) counts.
+    changes, stop_changes = endpoint.server._hub.listen(event_message)
     lock = anyio.Lock()
 
     async def emit(body: bytes) -> None:
@@ -319,8 +319,14 @@ async def _run_get_stream(
 
     async def forward_changes(group: anyio.abc.TaskGroup) -> None:
         async for change in changes:
+            if change["method"] == RESOURCE_UPDATED:
+                try:
+                    if not await endpoint.sessions.subscribed(record.session_id, change["params"]["uri"]):
+                        continue
+                except MCPError:
+                    break  # the store is unreachable: end the stream; the client reconnects when it is back
             await emit(sse_event(change))
-        group.cancel_scope.cancel()  # the server is shutting down
+        group.cancel_scope.cancel()  # the server is shutting down, or the store is unreachable
 
     try:
         headers = SSE_HEADERS + [(b"mcp-session-id", record.session_id.encode())]

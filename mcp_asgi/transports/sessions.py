@@ -1,8 +1,10 @@
 """Sessions of the 2025 revisions as plain data behind a store interface.
 
 No task lives per session: answering a request loads the record, and a record
-is all there is. A shared store (Redis, later) can replace the in-memory one
-so that any worker answers any session.
+is all there is. A shared store (`mcp_asgi.redis.RedisSessionStore`) can replace
+the in-memory one so that any worker answers any session. Stores hand out copies
+and change records field by field (`update`, `subscribe`, `unsubscribe`), so two
+workers changing one session never overwrite each other's changes.
 
 Everything a client can make a record hold is bounded: what `initialize`
 declares is copied in a trimmed form (`adopt_client`), subscriptions are
@@ -29,6 +31,8 @@ KNOWN_CAPABILITIES = ("elicitation", "sampling", "roots", "tasks", "experimental
 CLIENT_INFO_FIELDS = {"name": 256, "version": 256, "title": 256, "description": 1024, "websiteUrl": 2048}
 # Error code of a refusal for lack of capacity: JSON-RPC's range for implementation-defined server errors.
 SERVER_BUSY = -32000
+# The scalar fields `SessionStore.update` may change; subscriptions change through subscribe/unsubscribe.
+UPDATABLE_FIELDS = frozenset({"protocol_version", "client_capabilities", "client_info", "log_level", "initialized"})
 
 
 @dataclass
@@ -67,20 +71,46 @@ class SessionRecord:
 
     def subscribe(self, uri: str) -> bool:
         """Add a `resources/subscribe` URI; False if already there. -32602 past the limits."""
-        if len(uri) > self.max_uri_length:
-            raise MCPError(
-                INVALID_PARAMS, f"Invalid params: a subscribed URI may be at most {self.max_uri_length} characters"
-            )
+        check_subscription_uri(uri)
         if uri in self.subscriptions:
             return False
         if len(self.subscriptions) >= self.max_subscriptions:
-            raise MCPError(
-                INVALID_PARAMS,
-                f"Invalid params: this session already has {self.max_subscriptions} subscriptions, the most "
-                "allowed; unsubscribe from some first",
-            )
+            raise too_many_subscriptions()
         self.subscriptions.add(uri)
         return True
+
+    def copy(self) -> SessionRecord:
+        """A copy whose changes (subscriptions included) never reach this record."""
+        # Not dataclasses.replace: this runs on every request, and re-running __init__ costs 3x more.
+        copy = object.__new__(type(self))
+        copy.__dict__.update(self.__dict__)
+        copy.subscriptions = set(self.subscriptions)
+        return copy
+
+
+def check_subscription_uri(uri: str) -> None:
+    """-32602 for a URI longer than `SessionRecord.max_uri_length`."""
+    if len(uri) > SessionRecord.max_uri_length:
+        raise MCPError(
+            INVALID_PARAMS,
+            f"Invalid params: a subscribed URI may be at most {SessionRecord.max_uri_length} characters",
+        )
+
+
+def too_many_subscriptions() -> MCPError:
+    limit = SessionRecord.max_subscriptions
+    return MCPError(
+        INVALID_PARAMS,
+        f"Invalid params: this session already has {limit} subscriptions, the most allowed; "
+        "unsubscribe from some first",
+    )
+
+
+def check_update_fields(fields: dict[str, Any]) -> None:
+    """TypeError for a field `update` may not change: a bug of the caller, not of the client."""
+    unknown = set(fields) - UPDATABLE_FIELDS
+    if unknown:
+        raise TypeError(f"SessionStore.update cannot change {sorted(unknown)}; it changes {sorted(UPDATABLE_FIELDS)}")
 
 
 def trim_client_info(client_info: Any) -> dict[str, Any] | None:
@@ -164,10 +194,17 @@ ANYONE: Any = object()
 class SessionStore(Protocol):
     """Where session records live. All methods may be called from any worker.
 
+    Records handed out are copies (or may be): a change is made through `update`,
+    `subscribe` or `unsubscribe`, one field or one URI at a time, never by saving a
+    whole record, so concurrent changes from several workers all land.
+
     A store that expires idle records only when they are read may also offer
     `async def sweep() -> int` (drop expired records now, return how many) and a
     `sweep_interval` in seconds: the server then calls it in the background while
     its lifespan runs. A store with its own TTL (Redis) needs neither.
+
+    A shared store that cannot be reached raises `MCPError(-32000, ..., http_status=503)`
+    within its timeout (`mcp_asgi.bus.backend_unavailable`).
     """
 
     async def create(self, record: SessionRecord) -> None:
@@ -182,7 +219,21 @@ class SessionStore(Protocol):
         """
         ...
 
-    async def save(self, record: SessionRecord) -> None: ...
+    async def update(self, session_id: str, **fields: Any) -> bool:
+        """Set the given `UPDATABLE_FIELDS` of a live session; False if it ended or expired."""
+        ...
+
+    async def subscribe(self, session_id: str, uri: str) -> bool:
+        """Add a subscription; False if already there or the session is gone. -32602 past the limits."""
+        ...
+
+    async def unsubscribe(self, session_id: str, uri: str) -> bool:
+        """Remove a subscription; False if it was not there."""
+        ...
+
+    async def subscribed(self, session_id: str, uri: str) -> bool:
+        """Whether a live session subscribes to `uri` now; not activity (streams ask it per update)."""
+        ...
 
     async def delete(self, session_id: str) -> bool:
         """End a session; False if it did not exist."""
@@ -195,7 +246,9 @@ class InMemorySessionStore:
     At most `max_sessions` records: past that, a new session is refused with 503
     (after reclaiming expired ones) and existing sessions are never evicted. Records
     are kept in order of last activity, so reclaiming the expired ones costs only
-    as many steps as there are expired records, never a scan or a sort.
+    as many steps as there are expired records, never a scan or a sort. `get` hands
+    out copies, as a shared store must, so no caller can come to rely on changing
+    the stored record in place.
     """
 
     def __init__(
@@ -229,29 +282,46 @@ class InMemorySessionStore:
             self._reclaim(time.monotonic())
             if len(self._records) >= self.max_sessions:
                 raise session_limit_reached(self.max_sessions)
-        record.last_active = time.monotonic()
-        self._records[record.session_id] = record
-        self._records.move_to_end(record.session_id)
+        if record.session_id in self._records:
+            raise ValueError(f"session {record.session_id!r} already exists")
+        stored = record.copy()
+        stored.last_active = time.monotonic()
+        self._records[record.session_id] = stored
 
     async def get(self, session_id: str, *, principal: Any = ANYONE) -> SessionRecord | None:
-        record = self._records.get(session_id)
+        record = self._live(session_id)
         if record is None:
-            return None
-        now = time.monotonic()
-        if self._expired(record, now):
-            del self._records[session_id]
             return None
         if principal is not ANYONE and not same_principal(record.principal, principal):
             return None
-        record.last_active = now
+        record.last_active = time.monotonic()
         self._records.move_to_end(session_id)
-        return record
+        return record.copy()
 
-    async def save(self, record: SessionRecord) -> None:
-        # The record handed out by get() is the stored object itself; a record that expired or was
-        # deleted meanwhile stays gone (saving is no way to create a session past the cap).
-        if record.session_id in self._records:
-            self._records[record.session_id] = record
+    async def update(self, session_id: str, **fields: Any) -> bool:
+        check_update_fields(fields)
+        record = self._live(session_id)
+        if record is None:
+            return False
+        for name, value in fields.items():
+            setattr(record, name, value)
+        return True
+
+    async def subscribe(self, session_id: str, uri: str) -> bool:
+        check_subscription_uri(uri)
+        record = self._live(session_id)
+        return record is not None and record.subscribe(uri)
+
+    async def unsubscribe(self, session_id: str, uri: str) -> bool:
+        record = self._live(session_id)
+        if record is None or uri not in record.subscriptions:
+            return False
+        record.subscriptions.discard(uri)
+        return True
+
+    async def subscribed(self, session_id: str, uri: str) -> bool:
+        record = self._live(session_id)
+        return record is not None and uri in record.subscriptions
 
     async def delete(self, session_id: str) -> bool:
         return self._records.pop(session_id, None) is not None
@@ -259,6 +329,14 @@ class InMemorySessionStore:
     async def sweep(self) -> int:
         """Drop the expired records now; how many were dropped."""
         return self._reclaim(time.monotonic())
+
+    def _live(self, session_id: str) -> SessionRecord | None:
+        """The stored record unless it expired (then dropped); reading it here is not activity."""
+        record = self._records.get(session_id)
+        if record is not None and self._expired(record, time.monotonic()):
+            del self._records[session_id]
+            return None
+        return record
 
     def _expired(self, record: SessionRecord, now: float) -> bool:
         return self.idle_timeout is not None and now - record.last_active > self.idle_timeout

@@ -120,7 +120,7 @@ class SSEEndpoint:
                         session=session,
                         allow_modern=False,
                         default_version=SSE_REVISION,
-                        on_session_changed=self.sessions.save,
+                        sessions=self.sessions,
                         host_app=scope.get("mcp_asgi.host_app"),
                         request=Request(scope),
                         max_in_flight=self.max_in_flight,
