@@ -57,7 +57,6 @@ def _import_redis() -> Any:
 
 
 def _text(value: Any) -> str:
-    # Replies are bytes unless the caller's client was made with decode_responses=True.
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
 
@@ -304,7 +303,11 @@ class RedisBus:
         while True:
             if not connection.is_connected:
                 raise ConnectionError("the pub/sub connection closed")
-            response = await connection.read_response(timeout=self.health_interval, push_request=True)
+            # Raw bytes even from a decode_responses=True client: a payload that is not UTF-8 is then
+            # one ignored message rather than a decoding error that costs the connection.
+            response = await connection.read_response(
+                disable_decoding=True, timeout=self.health_interval, push_request=True
+            )
             if response is None:  # nothing for `health_interval` seconds
                 if pinged:
                     raise TimeoutError(f"Redis did not answer a PING within {self.health_interval:g} s")

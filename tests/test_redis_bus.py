@@ -364,15 +364,25 @@ async def test_no_task_or_connection_is_left_behind(redis_server: RedisProcess, 
 
 
 async def test_a_given_client_is_shared_and_left_open(redis_server: RedisProcess, admin: redis.asyncio.Redis) -> None:
-    client = redis.asyncio.Redis.from_url(redis_server.url)
+    # Configured as RedisBackend configures its pool: decoded replies, a bounded blocking pool.
+    pool = redis.asyncio.BlockingConnectionPool.from_url(
+        redis_server.url, max_connections=2, timeout=1.0, socket_timeout=1.0, decode_responses=True
+    )
+    client = redis.asyncio.Redis(connection_pool=pool)
     bus = RedisBus(client, prefix="t:")
     await bus.start()
     subscription = await bus.listen("changes")
     assert await bus.publish("changes", {"n": 1}) == 1
     assert await receive(subscription) == {"n": 1}
+    # Bytes that are not UTF-8 cost one ignored message, not the decoding client's connection.
+    assert await admin.publish("t:changes", b"\xff\xfe") == 1
+    assert await bus.publish("changes", {"n": 2}) == 1
+    assert await receive(subscription) == {"n": 2}
+    assert bus.malformed == 1 and bus.connections == 1
     await bus.close()
     assert await client.ping()  # the caller's pool still works after the bus is gone
     await client.aclose()
+    await pool.disconnect()
 
 
 async def test_messages_that_are_not_json_objects_are_ignored(
@@ -382,9 +392,10 @@ async def test_messages_that_are_not_json_objects_are_ignored(
     subscription = await b.listen("changes")
     assert await admin.publish("t:changes", b"not json") == 1
     assert await admin.publish("t:changes", b"[1, 2]") == 1
+    assert await admin.publish("t:changes", b"\xff\xfe") == 1
     assert await a.publish("changes", {"n": 1}) == 1
     assert await receive(subscription) == {"n": 1}
-    assert b.malformed == 2
+    assert b.malformed == 3 and b.connections == 1
 
 
 async def test_ready_needs_start_and_a_local_subscriber(redis_server: RedisProcess) -> None:
