@@ -50,6 +50,8 @@ _WHAT = "message bus (Redis)"
 def _import_redis() -> Any:
     try:
         import redis.asyncio
+        import redis.asyncio.retry
+        import redis.backoff
         import redis.exceptions
     except ImportError as exc:  # pragma: no cover - the test extras install redis
         raise ImportError("RedisBus needs redis-py: pip install 'mcp-asgi[redis]'") from exc
@@ -96,12 +98,18 @@ class RedisBus:
             raise ValueError("`backoff` must be (first, longest) delays in seconds with 0 < first <= longest")
         redis = _import_redis()
         if isinstance(client_or_url, str):
-            self._client: Redis = redis.asyncio.Redis.from_url(client_or_url)
+            # One immediate retry replaces a connection Redis dropped (a restart); more would only
+            # spend the call's timeout on a server that is down, so an outage is a prompt 503.
+            retry = redis.asyncio.retry.Retry(redis.backoff.NoBackoff(), 1, (redis.exceptions.ConnectionError,))
+            self._client: Redis = redis.asyncio.Redis.from_url(
+                client_or_url, socket_timeout=timeout, socket_connect_timeout=timeout, retry=retry
+            )
             self._owns_client = True
         else:
             self._client = client_or_url
             self._owns_client = False
         self._errors: tuple[type[BaseException], ...] = (redis.exceptions.RedisError, OSError)
+        self._refusals: tuple[type[BaseException], ...] = (redis.exceptions.ResponseError,)
         self.prefix = prefix
         self.timeout = timeout
         self.health_interval = health_interval
@@ -183,7 +191,11 @@ class RedisBus:
             # Before `self._errors`: TimeoutError is an OSError.
             raise backend_unavailable(_WHAT, f"no answer within {self.timeout:g} s") from None
         except self._errors as exc:
-            raise backend_unavailable(_WHAT, _describe(exc)) from exc
+            # Redis answering with an error (NOAUTH, READONLY...) is a set-up problem to show the operator.
+            level = logging.WARNING if isinstance(exc, self._refusals) else logging.DEBUG
+            logger.log(level, "Publishing on the Redis message bus failed: %r", exc)
+            # Only the error's type reaches the client: its text names the Redis host.
+            raise backend_unavailable(_WHAT, type(exc).__name__) from exc
 
     async def start(self) -> None:
         """Start the reader task; returns at once and never fails on Redis being down (the reader retries)."""
