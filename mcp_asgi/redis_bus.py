@@ -77,7 +77,11 @@ class _CountingFanout(LocalFanout):
 
 
 class RedisBus:
-    """Cross-worker messages over Redis pub/sub: one connection and one reader task per worker."""
+    """Cross-worker messages over Redis pub/sub: one connection and one reader task per worker.
+
+    Delivery is at most once: what is published while this worker is cut off from Redis
+    (or before `ready(channel)` returned) does not reach it, and is not replayed later.
+    """
 
     def __init__(
         self,
