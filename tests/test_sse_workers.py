@@ -10,6 +10,7 @@ from typing import Any
 import anyio
 import httpx
 import httpx2
+import redis.asyncio
 from mcp import Client
 from mcp.client.sse import sse_client
 
@@ -133,3 +134,17 @@ async def test_the_official_client_works_with_posts_spread_over_two_workers(redi
                 assert result.content[0].text == str(n + 10)
             assert {tool.name for tool in (await client.list_tools()).tools} >= {"add", "slow_steps"}
         assert transport.posts >= 6
+
+
+async def test_a_malformed_forwarded_message_is_ignored_and_the_stream_goes_on(redis_url: str) -> None:
+    first, second = new_backends(redis_url, 2)
+    with serve(sse_app(first)) as one, serve(sse_app(second)) as two:
+        raw = redis.asyncio.Redis.from_url(redis_url)
+        async with httpx.AsyncClient(timeout=10) as http, open_stream(http, f"{one}/sse") as events:
+            _, endpoint = await events.next()
+            session_id = endpoint.rpartition("=")[2]
+            for junk in [b'{"message": [1, 2]}', b'{"message": {"jsonrpc": "1.0"}}', b"{}"]:
+                assert await raw.publish(f"{first.prefix}sse:{session_id}", junk) == 1
+            assert (await http.post(f"{two}{endpoint}", json=INITIALIZE)).status_code == 202
+            assert (await events.message())["id"] == 1
+        await raw.aclose()

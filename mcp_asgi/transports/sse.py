@@ -213,7 +213,12 @@ class SSEEndpoint:
         session_id = forwarded.channel.removeprefix("sse:")
         async for item in forwarded:
             message, size = item.get("message"), item.get("size")
-            is_request = isinstance(message, dict) and classify(message) == REQUEST
+            try:
+                # Its worker checked it; what else reaches the channel is not trusted.
+                is_request = classify(message) == REQUEST
+            except MCPError:
+                logger.warning("Ignored a malformed message forwarded for SSE session %s", session_id)
+                continue
             try:
                 if is_request:
                     conversation.reserve()
