@@ -291,6 +291,11 @@ class RedisSessionStore:
         return bool(await self._run("delete", [key, subscriptions, self._index], [session_id]))
 
 
+# A claim changes only while its holder's token is in it: compare and act, atomically.
+_REFRESH = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end return 0"
+_RELEASE = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
+
+
 class RedisBackend:
     """Sessions, events and the bus of several workers (processes, hosts) shared through one Redis.
 
@@ -367,6 +372,21 @@ class RedisBackend:
 
             self._bus = RedisBus(client, prefix=self.prefix, timeout=self.timeout)
         await self.bus.start()
+
+    async def claim(self, key: str, token: str, ttl: float) -> bool:
+        ms = max(1, round(ttl * 1000))
+        return bool(
+            await self.sessions._guarded("claim", lambda c: c.set(self.prefix + "claim:" + key, token, nx=True, px=ms))
+        )
+
+    async def refresh(self, key: str, token: str, ttl: float) -> bool:
+        ms = max(1, round(ttl * 1000))
+        name = self.prefix + "claim:" + key
+        return bool(await self.sessions._guarded("refresh", lambda c: c.eval(_REFRESH, 1, name, token, ms)))
+
+    async def release(self, key: str, token: str) -> None:
+        name = self.prefix + "claim:" + key
+        await self.sessions._guarded("release", lambda c: c.eval(_RELEASE, 1, name, token))
 
     async def close(self) -> None:
         client, self._client = self._client, None
