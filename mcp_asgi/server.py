@@ -459,24 +459,18 @@ class MCPServer:
         # middleware allows are allowed too.
         guard = HostOriginGuard(allowed_hosts, allowed_origins, cors=cors_origins(middleware or ()))
         backend = self._resolve_backend(backend, session_store, event_store)
-        session_store = backend.sessions
         endpoint: Any
         if transport == "sse":
-            import inspect
-
             from mcp_asgi.transports.sse import build_sse_routes
 
-            # The legacy transport takes the whole backend (its bus forwards POSTs) where it can;
-            # an older one takes the store alone.
-            takes_backend = "backend" in inspect.signature(build_sse_routes).parameters
-            sse_storage: dict[str, Any] = {"backend": backend} if takes_backend else {"session_store": session_store}
+            # The whole backend: its store holds the sessions, its bus forwards POSTs to the stream's worker.
             endpoint, routes = build_sse_routes(
                 self,
                 path,
                 message_path,
                 json_response=json_response,
                 stateless=stateless,
-                **sse_storage,
+                backend=backend,
                 keepalive_interval=keepalive_interval,
                 max_body_size=max_body_size,
                 guard=guard,
