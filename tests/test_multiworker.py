@@ -1,0 +1,268 @@
+"""Every feature on two real uvicorn processes sharing one real Redis, every request on the next
+worker in turn (round robin, keep-alive off): what a deployment behind a load balancer sees.
+
+The workers find Redis through `MCP_ASGI_REDIS_URL` alone (no code change), and share
+`MCP_ASGI_STATE_SECRET`. Tools report their worker's process id, so each test can prove
+that its requests really reached both workers.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+import httpx
+import mcp_types as types
+import pytest
+
+from tests.multiworker import Workers, alternating_httpx, sdk_client, sdk_sse_client
+
+ACCEPT = "application/json, text/event-stream"
+V2025 = "2025-11-25"
+SSE_HEADERS = {"accept": "text/event-stream"}
+
+
+def needs(feature: str, branch: str = "redis-wire") -> pytest.MarkDecorator:
+    return pytest.mark.xfail(strict=True, reason=f"needs {feature} from {branch}")
+
+
+@pytest.fixture(scope="module")
+def workers(redis_url: str) -> Any:
+    with Workers(redis_url) as pair:
+        yield pair
+
+
+async def on_elicit(context: Any, params: types.ElicitRequestParams) -> types.ElicitResult:
+    return types.ElicitResult(action="accept", content={"name": "Alice"})
+
+
+def text(result: Any) -> str:
+    return result.content[0].text
+
+
+class Session:
+    """A 2025-11-25 session driven by raw HTTP; `on(i)` is a client pinned to worker i."""
+
+    def __init__(self, workers: Workers, session_id: str) -> None:
+        self.workers = workers
+        self.id = session_id
+        self.headers = {"accept": ACCEPT, "mcp-session-id": session_id, "mcp-protocol-version": V2025}
+
+    def on(self, index: int) -> httpx.AsyncClient:
+        return httpx.AsyncClient(base_url=f"http://127.0.0.1:{self.workers.ports[index]}", timeout=10)
+
+    async def post(self, index: int, body: dict[str, Any]) -> httpx.Response:
+        async with self.on(index) as http:
+            return await http.post("/mcp", json=body, headers=self.headers)
+
+    async def call(self, index: int, name: str, arguments: dict[str, Any], request_id: int = 1) -> Any:
+        body = {
+            "jsonrpc": "2.0",
+            "id": request_id,
+            "method": "tools/call",
+            "params": {"name": name, "arguments": arguments},
+        }
+        response = await self.post(index, body)
+        assert response.status_code == 200, response.text
+        return json.loads(response.text.rpartition("data: ")[2]) if "data: " in response.text else response.json()
+
+    @asynccontextmanager
+    async def stream(self, index: int, **headers: str) -> AsyncIterator[httpx.Response]:
+        """The session's GET stream on worker `index` (or a resumption, given `last-event-id`)."""
+        async with self.on(index) as http:
+            merged = {**self.headers, **SSE_HEADERS, **headers}
+            async with http.stream("GET", "/mcp", headers=merged, timeout=httpx.Timeout(10, read=15)) as response:
+                yield response
+
+
+async def open_session(workers: Workers, index: int = 0) -> Session:
+    """initialize on worker `index`, notifications/initialized on the other."""
+    init = {"jsonrpc": "2.0", "id": 0, "method": "initialize"}
+    init["params"] = {"protocolVersion": V2025, "capabilities": {}, "clientInfo": {"name": "mw", "version": "0"}}
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{workers.ports[index]}", timeout=10) as http:
+        response = await http.post("/mcp", json=init, headers={"accept": ACCEPT})
+    assert response.status_code == 200, response.text
+    session = Session(workers, response.headers["mcp-session-id"])
+    sent = await session.post(1 - index, {"jsonrpc": "2.0", "method": "notifications/initialized"})
+    assert sent.status_code == 202, sent.text
+    return session
+
+
+async def sse_messages(response: httpx.Response) -> AsyncIterator[dict[str, Any]]:
+    """The JSON-RPC messages of an SSE response, as they arrive (priming and keep-alive events skipped)."""
+    async for line in response.aiter_lines():
+        if line.startswith("data:") and line[5:].strip():
+            yield json.loads(line[5:])
+
+
+async def next_message(messages: AsyncIterator[dict[str, Any]], method: str, timeout: float = 5) -> dict[str, Any]:
+    with anyio.fail_after(timeout):
+        async for message in messages:
+            if message.get("method") == method:
+                return message
+    raise AssertionError(f"the stream ended before {method}")
+
+
+# --- 2025 sessions ------------------------------------------------------------------------------
+
+
+@needs("shared 2025 sessions (MCP_ASGI_REDIS_URL)")
+async def test_sessions_are_created_used_and_deleted_across_workers(workers):
+    with anyio.fail_after(20):
+        async with sdk_client(workers.ports, "legacy") as client:
+            pids = {int(text(await client.call_tool("worker", {}))) for _ in range(4)}
+            assert len(pids) == 2  # both workers answered the one session
+            assert "slow" in {tool.name for tool in (await client.list_tools()).tools}
+
+        session = await open_session(workers, 0)
+        assert (await session.call(1, "worker", {}))["result"]
+        async with alternating_httpx(workers.ports[1:]) as http:
+            assert (await http.delete("/mcp", headers=session.headers)).status_code in (200, 204)
+        for index in (0, 1):  # gone on both workers, not only on the one that saw the DELETE
+            assert (await session.post(index, {"jsonrpc": "2.0", "id": 9, "method": "ping"})).status_code == 404
+
+
+@needs("GET stream fan-out of list changes")
+async def test_get_stream_receives_notifications_raised_on_the_other_worker(workers):
+    session = await open_session(workers)
+    async with session.stream(0) as stream:
+        assert stream.status_code == 200
+        messages = sse_messages(stream)
+        await session.call(1, "grow", {"name": "grown_mw"})
+        await next_message(messages, "notifications/tools/list_changed")
+        await session.call(1, "shrink", {"name": "grown_mw"})
+        await next_message(messages, "notifications/tools/list_changed")
+
+
+@needs("resources/subscribe + notify_resource_updated across workers")
+async def test_resource_updates_raised_on_either_worker_reach_the_subscriber(workers):
+    session = await open_session(workers)
+    async with session.stream(0) as stream:
+        messages = sse_messages(stream)
+        subscribe = {"jsonrpc": "2.0", "id": 2, "method": "resources/subscribe", "params": {"uri": "notes://today"}}
+        assert (await session.post(1, subscribe)).status_code == 200
+        for index in (0, 1):
+            await session.call(index, "touch", {})
+            updated = await next_message(messages, "notifications/resources/updated")
+            assert updated["params"]["uri"] == "notes://today"
+
+
+@needs("pending server-to-client answers across workers")
+async def test_an_elicitation_answered_on_the_other_worker_completes_the_call(workers):
+    with anyio.fail_after(20):
+        async with sdk_client(workers.ports, "legacy", elicitation_callback=on_elicit) as client:
+            for _ in range(2):  # the answer POST lands on each worker in turn
+                assert text(await client.call_tool("ask_name", {})) == "Hello, Alice!"
+
+
+@needs("notifications/cancelled across workers")
+async def test_notifications_cancelled_on_the_other_worker_stops_the_call(workers):
+    session = await open_session(workers)
+    call = {"jsonrpc": "2.0", "id": 41, "method": "tools/call", "params": {"name": "slow", "arguments": {"seconds": 8}}}
+    replies: list[httpx.Response] = []
+    started = time.monotonic()
+    with anyio.fail_after(6):
+        async with anyio.create_task_group() as group:
+
+            async def post() -> None:
+                replies.append(await session.post(0, call))
+
+            group.start_soon(post)
+            await anyio.sleep(0.5)
+            cancel = {"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": 41}}
+            assert (await session.post(1, cancel)).status_code == 202
+    assert time.monotonic() - started < 5
+    assert b"slept" not in replies[0].content  # no result: the call was cancelled, not finished
+
+
+@needs("DELETE fan-out to the worker holding the streams")
+async def test_delete_on_one_worker_ends_the_get_stream_and_call_on_the_other(workers):
+    session = await open_session(workers)
+    call = {"jsonrpc": "2.0", "id": 5, "method": "tools/call", "params": {"name": "slow", "arguments": {"seconds": 8}}}
+    replies: list[httpx.Response] = []
+    ended: list[float] = []
+    started = time.monotonic()
+    with anyio.fail_after(6):
+        async with anyio.create_task_group() as group:
+
+            async def hold_stream() -> None:
+                async with session.stream(0) as stream:
+                    assert stream.status_code == 200
+                    async for _ in stream.aiter_lines():
+                        pass
+                ended.append(time.monotonic())
+
+            async def post() -> None:
+                replies.append(await session.post(0, call))
+
+            group.start_soon(hold_stream)
+            group.start_soon(post)
+            await anyio.sleep(0.5)
+            async with session.on(1) as http:
+                assert (await http.delete("/mcp", headers=session.headers)).status_code in (200, 204)
+    assert ended and ended[0] - started < 5
+    assert b"slept" not in replies[0].content
+
+
+@needs("the one-GET-stream rule across workers")
+async def test_one_get_stream_per_session_across_workers(workers):
+    session = await open_session(workers)
+    async with session.stream(0) as first:
+        assert first.status_code == 200
+        async with session.stream(1) as second:
+            assert second.status_code == 409
+
+
+@needs("a Redis event store (Last-Event-ID on any worker)", "redis-events")
+async def test_last_event_id_resumes_on_the_other_worker(workers):
+    session = await open_session(workers)
+    body = {"jsonrpc": "2.0", "id": 7, "method": "tools/call"}
+    body["params"] = {"name": "poll", "arguments": {"steps": 3}, "_meta": {"progressToken": "p"}}
+    with anyio.fail_after(10):
+        cut = await session.post(0, body)
+        ids = [line[3:].strip() for line in cut.text.splitlines() if line.startswith("id:")]
+        assert ids and '"progress":1' in cut.text.replace(" ", "") and "polled" not in cut.text
+        async with session.stream(1, **{"last-event-id": ids[-1]}) as resumed:
+            assert resumed.status_code == 200
+            got = [message async for message in sse_messages(resumed)]
+    assert [m["params"]["progress"] for m in got if m.get("method") == "notifications/progress"] == [2, 3]
+    assert got[-1]["id"] == 7 and "polled 3" in got[-1]["result"]["content"][0]["text"]
+
+
+# --- legacy HTTP+SSE and 2026-07-28 -------------------------------------------------------------
+
+
+@needs("legacy HTTP+SSE POST forwarding", "redis-events")
+async def test_legacy_sse_posts_reach_the_stream_from_either_worker(workers):
+    with anyio.fail_after(20):
+        async with sdk_sse_client(workers.ports, elicitation_callback=on_elicit) as client:
+            pids = {int(text(await client.call_tool("worker", {}))) for _ in range(4)}
+            assert len(pids) == 2
+            assert text(await client.call_tool("ask_name", {})) == "Hello, Alice!"
+
+
+async def test_mrtr_retries_land_on_either_worker(workers):
+    with anyio.fail_after(20):
+        async with sdk_client(workers.ports, "2026-07-28", elicitation_callback=on_elicit) as client:
+            pids = {int(text(await client.call_tool("worker", {}))) for _ in range(4)}
+            assert len(pids) == 2
+            for _ in range(3):  # the first leg and the retry on different workers, both ways round
+                assert text(await client.call_tool("ask_name", {})) == "Hello, Alice!"
+
+
+@needs("change fan-out to subscriptions/listen streams")
+async def test_listen_stream_receives_changes_raised_on_the_other_worker(workers):
+    with anyio.fail_after(15):
+        async with (
+            sdk_client(workers.ports[:1], "2026-07-28") as listener,
+            sdk_client(workers.ports[1:], "2026-07-28") as changer,
+        ):
+            async with listener.listen(tools_list_changed=True) as subscription:
+                await changer.call_tool("grow", {"name": "grown_listen"})
+                async for _event in subscription:
+                    break
+            await changer.call_tool("shrink", {"name": "grown_listen"})
