@@ -20,6 +20,7 @@ import mcp_types as types
 import pytest
 
 from tests.multiworker import Workers, alternating_httpx, sdk_client, sdk_sse_client
+from tests.redis_server import RedisServer
 
 ACCEPT = "application/json, text/event-stream"
 V2025 = "2025-11-25"
@@ -266,3 +267,99 @@ async def test_listen_stream_receives_changes_raised_on_the_other_worker(workers
                 async for _event in subscription:
                     break
             await changer.call_tool("shrink", {"name": "grown_listen"})
+
+
+# --- uvicorn --workers 2, and faults ------------------------------------------------------------
+
+
+async def _one_session(ports: list[int], mode: str) -> set[int]:
+    """One session of the official client in `mode`, with its round trip; the worker pids it met."""
+    if mode == "sse":
+        client = sdk_sse_client(ports, elicitation_callback=on_elicit)
+    else:
+        client = sdk_client(ports, "legacy" if mode == "2025" else "2026-07-28", elicitation_callback=on_elicit)
+    async with client:
+        pids = {int(text(await client.call_tool("worker", {}))) for _ in range(2)}
+        assert text(await client.call_tool("ask_name", {})) == "Hello, Alice!"  # elicitation, or MRTR on 2026
+    return pids
+
+
+@needs("shared sessions, answers and legacy POST forwarding", "redis-wire and redis-events")
+@pytest.mark.timeout(90)
+async def test_uvicorn_workers_2_serves_twenty_concurrent_sessions_in_each_mode(redis_url):
+    with Workers(redis_url, master=True) as master:
+        failures: list[str] = []
+        pids: set[int] = set()
+
+        async def one(mode: str) -> None:
+            try:
+                with anyio.fail_after(25):
+                    pids.update(await _one_session(master.ports, mode))
+            except Exception as error:  # counted, so the assertion shows every failure at once
+                failures.append(f"{mode}: {error!r}"[:300])
+
+        with anyio.fail_after(40):
+            async with anyio.create_task_group() as group:
+                for mode in ("2025", "2026", "sse"):
+                    for _ in range(20):
+                        group.start_soon(one, mode)
+    assert failures == []
+    assert len(pids) == 2  # the kernel spread the connections over both worker processes
+
+
+@needs("shared 2025 sessions (MCP_ASGI_REDIS_URL)")
+async def test_a_sigkilled_worker_costs_only_its_call(redis_url):
+    with Workers(redis_url) as pair:
+        session = await open_session(pair)
+        survivor = int((await session.call(1, "worker", {}))["result"]["content"][0]["text"])
+        errors: list[BaseException] = []
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as group:
+
+                async def doomed() -> None:
+                    try:
+                        await session.call(0, "slow", {"seconds": 5})
+                    except httpx.TransportError as error:
+                        errors.append(error)
+
+                group.start_soon(doomed)
+                await anyio.sleep(0.5)
+                pair.kill(0)
+            assert len(errors) == 1  # the call the killed worker was running is lost
+            # The session goes on through the survivor: calls, its GET stream, a fresh round trip.
+            assert int((await session.call(1, "worker", {}, request_id=3))["result"]["content"][0]["text"]) == survivor
+            async with session.stream(1) as stream:
+                assert stream.status_code == 200
+            async with sdk_client(pair.ports[1:], "legacy", elicitation_callback=on_elicit) as client:
+                assert text(await client.call_tool("ask_name", {})) == "Hello, Alice!"
+
+
+async def _initialize_status(port: int) -> tuple[int, float, dict[str, Any]]:
+    init = {"jsonrpc": "2.0", "id": 0, "method": "initialize"}
+    init["params"] = {"protocolVersion": V2025, "capabilities": {}, "clientInfo": {"name": "mw", "version": "0"}}
+    started = time.monotonic()
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=15) as http:
+        response = await http.post("/mcp", json=init, headers={"accept": ACCEPT})
+    body = response.json() if response.headers.get("content-type", "").startswith("application/json") else {}
+    return response.status_code, time.monotonic() - started, body
+
+
+@needs("the Redis backend in the workers (MCP_ASGI_REDIS_URL)")
+async def test_redis_going_away_gives_503_and_service_resumes_by_itself(redis_server: RedisServer):
+    with Workers(redis_server.url) as pair:
+        session = await open_session(pair)
+        assert (await session.call(1, "worker", {}))["result"]
+        redis_server.stop()
+        for port in pair.ports:
+            status, took, body = await _initialize_status(port)
+            assert status == 503 and took < 5, (status, took)
+            assert body["error"]["code"] == -32000
+        assert (await session.post(0, {"jsonrpc": "2.0", "id": 2, "method": "ping"})).status_code == 503
+        redis_server.start()
+        deadline = time.monotonic() + 10
+        while (await _initialize_status(pair.ports[0]))[0] != 200:
+            assert time.monotonic() < deadline, "service did not resume within 10 s of Redis coming back"
+            await anyio.sleep(0.2)
+        # Redis lost its data (no persistence), so sessions start afresh, and work across workers again.
+        fresh = await open_session(pair, 1)
+        assert (await fresh.call(0, "worker", {}))["result"]
