@@ -9,6 +9,7 @@ one-process case; `mcp_asgi.redis.RedisBackend` shares all three between workers
 from __future__ import annotations
 
 import secrets
+import time
 from typing import Protocol
 
 from mcp_asgi.bus import Bus, LocalBus
@@ -40,6 +41,18 @@ class Backend(Protocol):
         """Close what `start` opened; `start` may be called again afterwards."""
         ...
 
+    async def claim(self, key: str, token: str, ttl: float) -> bool:
+        """Take `key` for `ttl` seconds under `token` unless someone holds it (the one-GET-stream rule)."""
+        ...
+
+    async def refresh(self, key: str, token: str, ttl: float) -> bool:
+        """Extend a claim this `token` holds; False when it was lost (expired, or taken by another)."""
+        ...
+
+    async def release(self, key: str, token: str) -> None:
+        """Give up a claim, if `token` still holds it."""
+        ...
+
 
 class InMemoryBackend:
     """Everything in this process: the default, right for a single worker."""
@@ -57,9 +70,46 @@ class InMemoryBackend:
         self.sessions: SessionStore = sessions if sessions is not None else InMemorySessionStore()
         self.events: EventStore = events if events is not None else InMemoryEventStore()
         self.bus: Bus = bus if bus is not None else LocalBus()
+        self.claims = LocalClaims()
 
     async def start(self) -> None:
         await self.bus.start()
 
     async def close(self) -> None:
         await self.bus.close()
+
+    async def claim(self, key: str, token: str, ttl: float) -> bool:
+        return self.claims.claim(key, token, ttl)
+
+    async def refresh(self, key: str, token: str, ttl: float) -> bool:
+        return self.claims.refresh(key, token, ttl)
+
+    async def release(self, key: str, token: str) -> None:
+        self.claims.release(key, token)
+
+
+class LocalClaims:
+    """Claims held in this process: key -> (token, monotonic expiry)."""
+
+    def __init__(self) -> None:
+        self._held: dict[str, tuple[str, float]] = {}
+
+    def claim(self, key: str, token: str, ttl: float) -> bool:
+        now = time.monotonic()
+        held = self._held.get(key)
+        if held is not None and held[1] > now and held[0] != token:
+            return False
+        self._held[key] = (token, now + ttl)
+        return True
+
+    def refresh(self, key: str, token: str, ttl: float) -> bool:
+        held = self._held.get(key)
+        if held is None or held[0] != token:
+            return False
+        self._held[key] = (token, time.monotonic() + ttl)
+        return True
+
+    def release(self, key: str, token: str) -> None:
+        held = self._held.get(key)
+        if held is not None and held[0] == token:
+            del self._held[key]

@@ -295,6 +295,12 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_argument("--json-response", action="store_true", help="http: answer with JSON, never SSE")
         sub.add_argument("--root-path", default=None, help="the path prefix a proxy in front strips")
         sub.add_argument(
+            "--redis-url",
+            default=None,
+            metavar="URL",
+            help="http/sse: share sessions and messages between workers through this Redis (needs mcp-asgi[redis])",
+        )
+        sub.add_argument(
             "--graceful-shutdown",
             type=float,
             default=None,
@@ -320,6 +326,12 @@ def _app_options(args: argparse.Namespace, transport: str) -> dict[str, Any]:
         if transport == "stdio":
             raise CLIError("--root-path applies to the HTTP transports; add --transport http or sse")
         options["root_path"] = args.root_path
+    if args.redis_url:
+        if transport == "stdio":
+            raise CLIError("--redis-url applies to the HTTP transports; add --transport http or sse")
+        from mcp_asgi.redis import RedisBackend
+
+        options["backend"] = RedisBackend(args.redis_url)
     if args.graceful_shutdown is not None:
         if transport == "stdio":
             raise CLIError("--graceful-shutdown applies to the HTTP transports; add --transport http or sse")
@@ -369,7 +381,8 @@ def _serve_app(args: argparse.Namespace, target: AppTarget, transport: str) -> N
         if target.servers:
             servers = f"; or serve an MCP server over {transport}: {_name_one(spec_target, target.servers)}"
         raise CLIError(f"{target.describe()}, which can only be served over HTTP: add --transport http{servers}")
-    given = [flag for flag, on in (("--stateless", args.stateless), ("--json-response", args.json_response)) if on]
+    flags = (("--stateless", args.stateless), ("--json-response", args.json_response), ("--redis-url", args.redis_url))
+    given = [flag for flag, on in flags if on]
     if args.path is not None and args.command == "run":
         given.insert(0, "--path")
     if given:

@@ -30,7 +30,8 @@ import anyio
 
 from mcp_asgi.backend import new_worker_id
 from mcp_asgi.bus import Bus, backend_unavailable
-from mcp_asgi.transports.events import EventStore, InMemoryEventStore
+from mcp_asgi.redis_events import RedisEventStore
+from mcp_asgi.transports.events import EventStore
 from mcp_asgi.transports.sessions import (
     ANYONE,
     SessionRecord,
@@ -290,13 +291,19 @@ class RedisSessionStore:
         return bool(await self._run("delete", [key, subscriptions, self._index], [session_id]))
 
 
+# A claim changes only while its holder's token is in it: compare and act, atomically.
+_REFRESH = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end return 0"
+_RELEASE = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
+
+
 class RedisBackend:
     """Sessions, events and the bus of several workers (processes, hosts) shared through one Redis.
 
     Each worker opens ONE connection pool in `start()` (the server's lifespan, or the lazy
     start) and closes it in `close()`; every stream and request of the worker shares it.
     `bus` defaults to `mcp_asgi.redis_bus.RedisBus` on the same pool; pass another `Bus`
-    to replace it. Events of resumable replies stay in each worker's memory for now.
+    to replace it. `events` defaults to `mcp_asgi.redis_events.RedisEventStore` on the same
+    pool, so a 2025-11-25 stream cut on one worker resumes on any other.
     """
 
     shared = True
@@ -325,7 +332,11 @@ class RedisBackend:
         self.sessions = RedisSessionStore(
             prefix=prefix, idle_timeout=idle_timeout, max_sessions=max_sessions, timeout=timeout
         )
-        self.events: EventStore = events if events is not None else InMemoryEventStore()
+        self.events: EventStore = (
+            events
+            if events is not None
+            else RedisEventStore(prefix=prefix, timeout=timeout, max_blocking=max(1, max_connections // 4))
+        )
         self._given_bus = bus
         self._bus: Bus | None = bus
         self._client: Redis | None = None
@@ -354,11 +365,28 @@ class RedisBackend:
         client = redis.asyncio.Redis(connection_pool=pool)
         self._client = client
         self.sessions.bind(client)
+        if isinstance(self.events, RedisEventStore):
+            self.events.bind(client)
         if self._given_bus is None:
             from mcp_asgi.redis_bus import RedisBus
 
             self._bus = RedisBus(client, prefix=self.prefix, timeout=self.timeout)
         await self.bus.start()
+
+    async def claim(self, key: str, token: str, ttl: float) -> bool:
+        ms = max(1, round(ttl * 1000))
+        return bool(
+            await self.sessions._guarded("claim", lambda c: c.set(self.prefix + "claim:" + key, token, nx=True, px=ms))
+        )
+
+    async def refresh(self, key: str, token: str, ttl: float) -> bool:
+        ms = max(1, round(ttl * 1000))
+        name = self.prefix + "claim:" + key
+        return bool(await self.sessions._guarded("refresh", lambda c: c.eval(_REFRESH, 1, name, token, ms)))
+
+    async def release(self, key: str, token: str) -> None:
+        name = self.prefix + "claim:" + key
+        await self.sessions._guarded("release", lambda c: c.eval(_RELEASE, 1, name, token))
 
     async def close(self) -> None:
         client, self._client = self._client, None
@@ -370,5 +398,7 @@ class RedisBackend:
             if self._given_bus is None:
                 self._bus = None
             self.sessions.bind(None)
+            if isinstance(self.events, RedisEventStore):
+                self.events.bind(None)
             await client.aclose()
             await client.connection_pool.disconnect()

@@ -45,6 +45,7 @@ APP_OPTIONS = frozenset(
         "event_store",
         "sse_retry_interval",
         "max_in_flight",
+        "backend",
     }
 )
 # Calls still running when shutdown begins get this long to finish, then a JSON-RPC error.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -24,9 +25,10 @@ from mcp_asgi.components.tools import Tool, ToolOptions
 from mcp_asgi.context import Context
 from mcp_asgi.protocol.dispatch import Call, ProtocolCore
 from mcp_asgi.protocol.jsonrpc import INTERNAL_ERROR, MCPError
-from mcp_asgi.protocol.mrtr import RequestStateCodec
+from mcp_asgi.protocol.mrtr import STATE_SECRET_ENV, RequestStateCodec
 from mcp_asgi.protocol.notifications import ChangeHub
 from mcp_asgi.protocol.registry import Registry
+from mcp_asgi.scaleout import Backends, backend_from_environment, check_secret, default_backend
 from mcp_asgi.transports.events import EventStore
 from mcp_asgi.transports.sessions import SessionStore
 from mcp_asgi.transports.streamable_http import StreamableHTTPEndpoint
@@ -34,6 +36,8 @@ from mcp_asgi.transports.sweeper import SessionSweeper
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
+
+    from mcp_asgi.backend import Backend
 
 F = TypeVar("F", bound=Callable[..., Any])
 logger = logging.getLogger("mcp_asgi")
@@ -153,6 +157,7 @@ class MCPServer:
         context_class: type[Context] = Context,
         state_secret: str | bytes | None = None,
         mask_error_details: bool = False,
+        backend: Backend | None = None,
     ) -> None:
         if page_size is not None and page_size < 1:
             raise ValueError("`page_size` must be a positive number of items, or None for no pagination")
@@ -184,6 +189,13 @@ class MCPServer:
         self.keepalive_interval = 15.0
         # Signs 2026-07-28 requestState; share `state_secret` between workers.
         self._state_codec = RequestStateCodec(state_secret)
+        self._secret_given = state_secret is not None or bool(os.environ.get(STATE_SECRET_ENV))
+        # Where sessions, events and cross-worker messages live (see mcp_asgi/backend.py); `http_app(backend=)`
+        # wins, then this, then MCP_ASGI_REDIS_URL, then an in-memory backend per app.
+        self.backend = backend
+        if backend is not None:
+            check_secret(backend, self._secret_given)
+        self._backends = Backends(self._hub)
         # Drops idle sessions of every app built by http_app() while the lifespan runs.
         self._sweeper = SessionSweeper()
         self._core = ProtocolCore(self, self._registry, self._hub, self._state_codec, self._make_context)
@@ -356,16 +368,23 @@ class MCPServer:
     async def _run_lifespan(self, app: Any) -> AsyncIterator[dict[str, Any]]:
         # Hear of the host's SIGTERM before it waits on our streams (see mcp_asgi/shutdown.py).
         host_shutdown.arm()
-        async with self._sweeper.running():
-            try:
-                if self._user_lifespan is None:
-                    yield {}
-                    return
-                async with self._user_lifespan(self) as state:
-                    yield dict(state) if isinstance(state, dict) else ({} if state is None else {"lifespan": state})
-            finally:
-                # Shutting down: end open notification streams so nothing holds the server open.
-                self._hub.close()
+        await self._start_backends()
+        try:
+            async with self._sweeper.running():
+                try:
+                    if self._user_lifespan is None:
+                        yield {}
+                        return
+                    async with self._user_lifespan(self) as state:
+                        yield dict(state) if isinstance(state, dict) else ({} if state is None else {"lifespan": state})
+                finally:
+                    # Shutting down: end open notification streams so nothing holds the server open.
+                    self._hub.close()
+        finally:
+            await self._backends.close()
+
+    async def _start_backends(self) -> None:
+        await self._backends.start(self._secret_given)
 
     @property
     def lifespan_state(self) -> dict[str, Any]:
@@ -375,7 +394,16 @@ class MCPServer:
         """Start the server's lifespan on first use when no host ran it (it logs how to wire it).
 
         A lifespan that fails to start is a 503 with a JSON-RPC error, never a bare 500.
+        The backends are opened here too when no lifespan opened them (a host that runs none).
         """
+        if not self._backends.started and not self._lifespan.running:
+            try:
+                await self._start_backends()
+            except MCPError:
+                raise
+            except Exception as exc:  # a missing state secret, an unreachable Redis: say so, answer 503
+                logger.error("The backend of %r failed to start: %s", self, exc)
+                raise MCPError(INTERNAL_ERROR, f"The MCP server failed to start: {exc}", http_status=503) from None
         if self._user_lifespan is not None and not self._lifespan.running:
             try:
                 await self._lifespan.ensure_started(scope.get("mcp_asgi.host_app"))
@@ -403,6 +431,7 @@ class MCPServer:
         sse_retry_interval: float = 1.0,
         body_timeout: float = 30.0,
         max_in_flight: int = 64,
+        backend: Backend | None = None,
     ) -> MCPApp:
         """A Starlette app serving this server; mount it anywhere or run it with uvicorn.
 
@@ -411,6 +440,8 @@ class MCPServer:
         body that has not fully arrived `body_timeout` seconds after its headers gets 408.
         A session (or legacy SSE stream) runs at most `max_in_flight` requests at once;
         past that a request gets 503 with JSON-RPC error -32000.
+        `backend` (default: the server's, else `MCP_ASGI_REDIS_URL`, else in memory) holds sessions,
+        events and cross-worker messages; `session_store`/`event_store` fill an in-memory one.
         """
         if transport not in (*HTTP_TRANSPORTS, "sse"):
             raise ValueError(f"`transport` must be one of {', '.join(HTTP_TRANSPORTS)}, sse; got {transport!r}")
@@ -427,6 +458,9 @@ class MCPServer:
         # DNS-rebinding protection: automatic on localhost, or the lists given; origins the CORS
         # middleware allows are allowed too.
         guard = HostOriginGuard(allowed_hosts, allowed_origins, cors=cors_origins(middleware or ()))
+        backend = self._resolve_backend(backend, session_store, event_store)
+        # The legacy SSE transport takes the store alone (its events stay in its own streams).
+        session_store = backend.sessions
         endpoint: Any
         if transport == "sse":
             from mcp_asgi.transports.sse import build_sse_routes
@@ -449,17 +483,17 @@ class MCPServer:
                 self,
                 json_response=json_response,
                 stateless=stateless,
-                session_store=session_store,
                 keepalive_interval=keepalive_interval,
                 max_body_size=max_body_size,
                 guard=guard,
-                event_store=event_store,
+                backend=backend,
                 sse_retry_interval=sse_retry_interval,
                 body_timeout=body_timeout,
                 max_in_flight=max_in_flight,
             )
             routes = [EndpointRoute(path, endpoint, name="mcp")]
         self._sweeper.watch(endpoint.sessions)
+        self._backends.add(backend)
         routes = [*routes, *(guarded_route(guard, r) if guarded else r for r, guarded in self._custom_routes)]
         app = MCPApp(debug=debug, routes=routes, middleware=list(middleware or ()), lifespan=self._lifespan)
         app.mcp_server = self
@@ -467,6 +501,28 @@ class MCPServer:
         app.state.fastmcp_server = self
         app.state.mcp_endpoint = endpoint
         return app
+
+    def _resolve_backend(
+        self, backend: Backend | None, session_store: SessionStore | None, event_store: EventStore | None
+    ) -> Backend:
+        """The app's backend: its own, the server's, the environment's, or in memory around the stores given."""
+        if backend is not None or self.backend is not None:
+            if session_store is not None or event_store is not None:
+                raise ValueError("pass `backend=` or `session_store=`/`event_store=`, not both (a backend has its own)")
+            chosen = backend if backend is not None else self.backend
+        elif session_store is None and event_store is None and (env := self._environment_backend()) is not None:
+            chosen = env
+        else:
+            return default_backend(session_store, event_store)
+        assert chosen is not None
+        check_secret(chosen, self._secret_given)
+        return chosen
+
+    def _environment_backend(self) -> Backend | None:
+        # One per server, shared by all its apps: one connection pool per worker.
+        if not hasattr(self, "_env_backend"):
+            self._env_backend = backend_from_environment()
+        return self._env_backend
 
     def run(
         self,

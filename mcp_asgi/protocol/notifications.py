@@ -9,6 +9,7 @@ from any thread (a sync tool adding a tool runs in a worker thread).
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import threading
 from collections.abc import Callable
@@ -17,8 +18,12 @@ from typing import Any
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
+logger = logging.getLogger("mcp_asgi")
+
 # ("tools",) | ("prompts",) | ("resources",) | ("resource", uri)
 Event = tuple[str, ...]
+# The bus channel every worker's hub publishes its changes on, and reads the others' from.
+CHANGES_CHANNEL = "changes"
 Translate = Callable[[Event], "dict[str, Any] | None"]
 
 LIST_CHANGED = {
@@ -60,8 +65,45 @@ class _Listener:
             pass  # a listener that stopped reading loses the notification, as a dropped stream would
 
 
+def _event_of(message: Any) -> Event | None:
+    """The event a bus message carries, or None for anything malformed."""
+    event = message.get("event") if isinstance(message, dict) else None
+    if not isinstance(event, list) or not event or not all(isinstance(part, str) for part in event):
+        return None
+    if event[0] in LIST_CHANGED and len(event) == 1:
+        return (event[0],)
+    if event[0] == "resource" and len(event) == 2:
+        return ("resource", event[1])
+    return None
+
+
+class _Link:
+    """The hub's tie to one bus: where its events go out, and the task reading the other workers' events."""
+
+    def __init__(self, bus: Any, origin: str, subscription: Any, loop: asyncio.AbstractEventLoop) -> None:
+        self.bus = bus
+        self.origin = origin
+        self.subscription = subscription
+        self.loop = loop
+        self.task: asyncio.Task[None] | None = None
+        self.sending: set[asyncio.Task[Any]] = set()
+
+    def send(self, event: Event) -> None:
+        """Publish `event` for the other workers (on this link's loop), logging a failure."""
+        task = self.loop.create_task(self._publish(event))
+        self.sending.add(task)
+        task.add_done_callback(self.sending.discard)
+
+    async def _publish(self, event: Event) -> None:
+        try:
+            await self.bus.publish(CHANGES_CHANNEL, {"origin": self.origin, "event": list(event)})
+        except Exception as error:
+            # Local listeners already have it; the other workers miss this one change.
+            logger.warning("Could not share a change with the other workers: %s", error)
+
+
 class ChangeHub:
-    """In-process fan-out of change events to open listener streams.
+    """In-process fan-out of change events to open listener streams, linked to the other workers by a bus.
 
     Listeners are added and removed on event loops, while events may be published (and the hub
     closed) from any thread: a sync tool runs in a worker thread, and a test or a host may close
@@ -73,6 +115,42 @@ class ChangeHub:
         self._buffer = buffer
         self._listeners: set[_Listener] = set()
         self._lock = threading.Lock()
+        self._links: list[_Link] = []
+
+    async def connect(self, bus: Any, origin: str) -> None:
+        """Share events with the other workers on `bus`: publish ours, deliver theirs (tagged `origin`)."""
+        subscription = bus.subscribe(CHANGES_CHANNEL)
+        ready = getattr(bus, "ready", None)
+        if ready is not None:
+            try:
+                await ready(CHANGES_CHANNEL)
+            except BaseException:
+                subscription.close()
+                raise
+        link = _Link(bus, origin, subscription, asyncio.get_running_loop())
+        link.task = link.loop.create_task(self._relay(link), name="mcp-asgi change relay")
+        with self._lock:
+            self._links.append(link)
+
+    async def disconnect(self) -> None:
+        """Stop sharing events (the server shuts down)."""
+        with self._lock:
+            links, self._links = self._links, []
+        for link in links:
+            link.subscription.close()
+            if link.task is not None:
+                link.task.cancel()
+            for task in list(link.sending):
+                task.cancel()
+
+    async def _relay(self, link: _Link) -> None:
+        # Our own events come back from the bus too: they were delivered when published, so skip them.
+        async for message in link.subscription:
+            if message.get("origin") == link.origin:
+                continue
+            event = _event_of(message)
+            if event is not None:
+                self._deliver(event)
 
     def __len__(self) -> int:
         return len(self._listeners)
@@ -92,7 +170,14 @@ class ChangeHub:
         return receive, stop
 
     def publish(self, event: Event) -> None:
-        """Deliver an event to every listener; safe to call from any thread."""
+        """Deliver an event to every listener, here and on the other workers; safe to call from any thread."""
+        self._deliver(event)
+        with self._lock:
+            links = list(self._links)
+        for link in links:
+            _on_loop(link.loop, link.send, event)
+
+    def _deliver(self, event: Event) -> None:
         if not self._listeners:
             return
         for listener in self._snapshot():

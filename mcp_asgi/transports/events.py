@@ -73,6 +73,28 @@ def _is_seq(text: str) -> bool:
     return 0 < len(text) <= 20 and text.isascii() and text.isdigit()
 
 
+def check_event_limits(
+    *,
+    max_events_per_stream: int,
+    retention: float,
+    undelivered_retention: float,
+    max_streams: int,
+    max_bytes_per_stream: int,
+    max_total_bytes: int,
+) -> None:
+    """Refuse event store limits that could not work; shared by every store so they agree."""
+    if max_events_per_stream < 2:
+        raise ValueError("`max_events_per_stream` must be at least 2 (the priming event and the response)")
+    if retention < 0 or undelivered_retention < 0:
+        raise ValueError("`retention` and `undelivered_retention` must be >= 0 seconds")
+    if max_streams < 1:
+        raise ValueError("`max_streams` must be at least 1")
+    if max_bytes_per_stream < 1 or max_total_bytes < max_bytes_per_stream:
+        raise ValueError(
+            "`max_bytes_per_stream` must be at least 1 byte and `max_total_bytes` at least `max_bytes_per_stream`"
+        )
+
+
 @dataclass(slots=True, eq=False)
 class _Stream:
     session_id: str
@@ -116,16 +138,14 @@ class InMemoryEventStore:
         max_bytes_per_stream: int = 1024 * 1024,
         max_total_bytes: int = 64 * 1024 * 1024,
     ) -> None:
-        if max_events_per_stream < 2:
-            raise ValueError("`max_events_per_stream` must be at least 2 (the priming event and the response)")
-        if retention < 0 or undelivered_retention < 0:
-            raise ValueError("`retention` and `undelivered_retention` must be >= 0 seconds")
-        if max_streams < 1:
-            raise ValueError("`max_streams` must be at least 1")
-        if max_bytes_per_stream < 1 or max_total_bytes < max_bytes_per_stream:
-            raise ValueError(
-                "`max_bytes_per_stream` must be at least 1 byte and `max_total_bytes` at least `max_bytes_per_stream`"
-            )
+        check_event_limits(
+            max_events_per_stream=max_events_per_stream,
+            retention=retention,
+            undelivered_retention=undelivered_retention,
+            max_streams=max_streams,
+            max_bytes_per_stream=max_bytes_per_stream,
+            max_total_bytes=max_total_bytes,
+        )
         self.max_events_per_stream = max_events_per_stream
         self.retention = retention
         self.undelivered_retention = undelivered_retention
@@ -198,6 +218,7 @@ class InMemoryEventStore:
         stream.wake()
 
     async def read(self, session_id: str, last_event_id: str, timeout: float) -> Replay | None:
+        self._sweep()  # a stream past its retention is gone even if no new stream was opened since
         stream_id, _, seq_text = last_event_id.rpartition(":")
         stream = self._streams.get(stream_id)
         # ASCII digits only: `str.isdigit` also accepts '²', which `int` refuses; and few enough of

@@ -20,13 +20,14 @@ from starlette.requests import Request
 from starlette.types import Receive, Scope, Send
 
 from mcp_asgi.asgi.security import HostOriginGuard
+from mcp_asgi.backend import Backend, InMemoryBackend
 from mcp_asgi.protocol.dispatch import META_VERSION, unsupported_version
 from mcp_asgi.protocol.jsonrpc import INVALID_REQUEST, RESPONSE, MCPError, classify, decode, request_id_of
 from mcp_asgi.protocol.pending import PendingRequests
 from mcp_asgi.protocol.versions import MODERN_VERSIONS, SUPPORTED_VERSIONS
 from mcp_asgi.transports.broker import InProcessBroker
 from mcp_asgi.transports.conversation import DEFAULT_MAX_IN_FLIGHT
-from mcp_asgi.transports.events import EventStore, InMemoryEventStore
+from mcp_asgi.transports.events import EventStore
 from mcp_asgi.transports.http_common import (
     BODY_TIMEOUT,
     accepts,
@@ -43,7 +44,7 @@ from mcp_asgi.transports.session_http import (
     serve_get,
     serve_session_post,
 )
-from mcp_asgi.transports.sessions import InMemorySessionStore, SessionStore
+from mcp_asgi.transports.sessions import SessionStore
 
 if TYPE_CHECKING:
     from mcp_asgi.server import MCPServer
@@ -70,6 +71,7 @@ class StreamableHTTPEndpoint:
         sse_retry_interval: float = 1.0,
         body_timeout: float = BODY_TIMEOUT,
         max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
+        backend: Backend | None = None,
     ) -> None:
         if sse_retry_interval < 0:
             raise ValueError(f"`sse_retry_interval` must be >= 0 seconds; got {sse_retry_interval!r}")
@@ -80,7 +82,13 @@ class StreamableHTTPEndpoint:
         self.guard = guard
         self.json_response = json_response
         self.stateless = stateless
-        self.sessions: SessionStore = session_store if session_store is not None else InMemorySessionStore()
+        if backend is None:
+            backend = InMemoryBackend(sessions=session_store, events=event_store)
+        elif session_store is not None or event_store is not None:
+            raise ValueError("pass `backend=` or `session_store=`/`event_store=`, not both (the backend has its own)")
+        # Sessions, resumable events and the bus to the other workers.
+        self.backend: Backend = backend
+        self.sessions: SessionStore = backend.sessions
         self.broker = broker if broker is not None else InProcessBroker()
         self.keepalive_interval = keepalive_interval
         self.max_body_size = max_body_size
@@ -89,7 +97,7 @@ class StreamableHTTPEndpoint:
         # Server-to-client requests awaiting the client's answer, by (session, request id).
         self.pending = PendingRequests(timeout=client_request_timeout)
         # 2025-11-25 sessions: SSE replies are resumable from here, and clients reconnect after this long.
-        self.events: EventStore = event_store if event_store is not None else InMemoryEventStore()
+        self.events: EventStore = backend.events
         self.sse_retry_ms = round(sse_retry_interval * 1000)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
