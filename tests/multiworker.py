@@ -32,10 +32,9 @@ APP = "tests.fixtures.multiworker_app:app"
 SECRET = "multiworker-tests-shared-secret-0123456789"
 
 
-def worker_env(redis_url: str, prefix: str, **extra: str) -> dict[str, str]:
+def worker_env(redis_url: str, **extra: str) -> dict[str, str]:
     """The environment of a worker: the shared Redis and the shared state secret, nothing else changed."""
     env = dict(os.environ, MCP_ASGI_REDIS_URL=redis_url, MCP_ASGI_STATE_SECRET=SECRET, PYTHONPATH=str(ROOT))
-    env["MCP_ASGI_REDIS_PREFIX"] = prefix  # honoured if the wiring reads it; harmless otherwise
     env.update(extra)
     return env
 
@@ -63,7 +62,7 @@ class Workers:
         self.app = app
         self.master = master
         self.count = count
-        self.env = worker_env(redis_url, f"mw-{os.getpid()}-{free_port()}:", **env)
+        self.env = worker_env(redis_url, **env)
         self.processes: list[subprocess.Popen[bytes]] = []
         self.ports: list[int] = []
         self.logs: list[Path] = []
