@@ -17,7 +17,7 @@ import redis.asyncio
 
 from mcp_asgi.protocol.jsonrpc import MCPError
 from mcp_asgi.redis_events import RedisEventStore
-from mcp_asgi.transports.events import EventStore, InMemoryEventStore
+from mcp_asgi.transports.events import EventStore, InMemoryEventStore, ResumableReply
 from tests.redis_server import RedisServer
 
 Pair = tuple[EventStore, EventStore]
@@ -263,3 +263,27 @@ def test_options_are_checked() -> None:
         RedisEventStore(block_slice=5.0, timeout=2.0)
     with pytest.raises(RuntimeError):
         anyio.run(RedisEventStore().open_stream, "s1")
+
+
+async def test_a_reply_outlives_its_event_store_going_away(redis_server: RedisServer) -> None:
+    client = redis.asyncio.Redis.from_url(redis_server.url, decode_responses=True, socket_timeout=1.0)
+    store = RedisEventStore(client, prefix="t:", timeout=1.0)
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    reply = ResumableReply(send, [], True, store, "s1", 1000)
+    try:
+        assert await reply.early(note(1))
+        assert reply.stream_id is not None
+        redis_server.stop()
+        assert await reply.early(note(2))  # written live, without an id: it cannot be stored
+        await reply.finish({"jsonrpc": "2.0", "id": 1, "result": {}})
+    finally:
+        await client.aclose()
+    bodies = [m.get("body", b"") for m in sent if m["type"] == "http.response.body"]
+    assert bodies[0].startswith(b"id: ") and bodies[1].startswith(b"id: ")  # priming, progress 1
+    assert b'"progress":2' in bodies[2] and b"id:" not in bodies[2]
+    assert b'"result"' in bodies[3] and sent[-1]["more_body"] is False
+    assert reply.stream_id is None

@@ -11,25 +11,39 @@ import anyio
 
 from mcp_asgi.protocol.jsonrpc import INVALID_REQUEST, MCPError, RequestId, request
 
+ID_PREFIX = "mcp-asgi-"
+
+
+def worker_of(request_id: Any) -> str | None:
+    """The worker that sent the request `request_id` names (`mcp-asgi-{worker}-{random}`), if any."""
+    if not isinstance(request_id, str) or not request_id.startswith(ID_PREFIX):
+        return None
+    worker, dash, _ = request_id[len(ID_PREFIX) :].partition("-")
+    return worker if dash and worker else None
+
 
 class PendingRequests:
     """Sends server-to-client requests and matches the answers that come back, by id.
 
-    In-process: an answer must reach the worker that asked (a shared broker can replace this
-    when sessions span workers). Waiting requests are keyed by (channel, id): an answer counts
-    only on the channel (session) that was asked, and ids are random, so nobody answers a
-    request they did not receive by guessing its id.
+    The waiting happens on the worker that asked; each id names that worker (`worker_of`), so
+    an answer POSTed to another worker is forwarded there (`transports/session_relay.py`).
+    Waiting requests are keyed by (channel, id): an answer counts only on the channel
+    (session) that was asked, and ids are random, so nobody answers a request they did not
+    receive by guessing its id.
     """
 
-    def __init__(self, *, timeout: float = 300.0) -> None:
+    def __init__(self, *, timeout: float = 300.0, worker_id: str = "local") -> None:
+        if "-" in worker_id or not worker_id:
+            raise ValueError("`worker_id` must be a non-empty name without '-'")
         self.timeout = timeout
+        self.worker_id = worker_id
         self._waiting: dict[tuple[Any, RequestId], asyncio.Future[Any]] = {}
 
     async def ask(
         self, channel: Any, method: str, params: dict[str, Any], send: Callable[[dict[str, Any]], Awaitable[None]]
     ) -> Any:
         """Send `method` with `send` and await the result the client returns on `channel`."""
-        request_id = f"mcp-asgi-{secrets.token_urlsafe(16)}"
+        request_id = f"{ID_PREFIX}{self.worker_id}-{secrets.token_urlsafe(16)}"
         answer: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._waiting[(channel, request_id)] = answer
         try:

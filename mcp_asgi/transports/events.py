@@ -11,8 +11,10 @@ any of this.
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import itertools
+import logging
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -22,8 +24,10 @@ import anyio
 from starlette.types import Receive, Send
 
 from mcp_asgi.concurrency import DisconnectWatcher
-from mcp_asgi.protocol.jsonrpc import encode
+from mcp_asgi.protocol.jsonrpc import MCPError, encode
 from mcp_asgi.transports.http_common import SSE_HEADERS, SSE_KEEPALIVE, send_bytes, sse_event
+
+logger = logging.getLogger("mcp_asgi")
 
 
 class StoredEvent(NamedTuple):
@@ -381,7 +385,8 @@ class ResumableReply:
             await self._start()
             event_id = await self._record(message) if message is not None else None
             if self.stream_id is not None:
-                await self.store.end_stream(self.stream_id, delivered=self.attached)
+                with contextlib.suppress(MCPError):  # the stream then expires by itself
+                    await self.store.end_stream(self.stream_id, delivered=self.attached)
             if self.attached:
                 self.attached = False
                 body = sse_event(message, event_id=event_id) if message is not None else b""
@@ -398,7 +403,12 @@ class ResumableReply:
         """Store an event while the stream is recorded; its id, or None (then nothing more is stored)."""
         if self.stream_id is None:
             return None
-        event_id = await self.store.append(self.stream_id, message)
+        try:
+            event_id = await self.store.append(self.stream_id, message)
+        except MCPError as error:
+            # A shared store that went away costs resumability, never the reply being written.
+            logger.warning("Event store failed; the rest of this SSE reply is not resumable: %s", error.message)
+            event_id = None
         if event_id is None:
             self.stream_id = None  # the store forgot the stream (full): the rest goes out without ids
         return event_id
@@ -408,7 +418,10 @@ class ResumableReply:
         if self.started:
             return
         self.started = True
-        self.stream_id = await self.store.open_stream(self.session_id)
+        try:
+            self.stream_id = await self.store.open_stream(self.session_id)
+        except MCPError as error:
+            logger.warning("Event store failed; this SSE reply is not resumable: %s", error.message)
         priming = await self._record(None)
         self.attached = True
         await self.send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS + self.headers})
@@ -451,7 +464,10 @@ async def resume_stream(
                 await send({"type": "http.response.body", "body": SSE_KEEPALIVE, "more_body": True})
             if replay.ended:
                 break
-            replay = await store.read(session_id, last_event_id, keepalive_interval)
+            try:
+                replay = await store.read(session_id, last_event_id, keepalive_interval)
+            except MCPError:
+                break  # the store went away: end this stream; the client comes back with its last id
             waited = True
     await send({"type": "http.response.body", "body": b"", "more_body": False})
     return True

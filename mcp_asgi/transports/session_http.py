@@ -33,6 +33,7 @@ from mcp_asgi.transports.conversation import DEFAULT_MAX_IN_FLIGHT, check_max_in
 from mcp_asgi.transports.events import ResumableReply, resume_stream
 from mcp_asgi.transports.http_common import SSE_HEADERS, SSE_KEEPALIVE, accepts, send_bytes, send_error, sse_event
 from mcp_asgi.transports.http_reply import JSONOrSSEReply, answer
+from mcp_asgi.transports.session_relay import GetStream
 from mcp_asgi.transports.sessions import SERVER_BUSY, SessionRecord, new_session_id
 
 if TYPE_CHECKING:
@@ -126,7 +127,7 @@ async def serve_session_post(
         await send_bytes(send, 202, b"", session_headers)
         return
     if kind == RESPONSE:
-        endpoint.pending.answer(session.session_id if session is not None else None, message)
+        await endpoint.relay.answer(session.session_id if session is not None else None, message)
         await send_bytes(send, 202, b"", session_headers)
         return
     await _session_call(endpoint, request, send, message, revision, session, session_headers)
@@ -196,7 +197,7 @@ async def _request_client(
     async def deliver(message: dict[str, Any]) -> None:
         if await reply.early(message):
             return
-        if session_id is None or not await endpoint.broker.publish(session_id, message):
+        if session_id is None or not await endpoint.relay.publish(session_id, message):
             if session_id is not None and endpoint.broker.has_listener(session_id):
                 raise MCPError(
                     SERVER_BUSY,
@@ -232,7 +233,7 @@ async def _notification(
         if session is not None and not session.initialized:
             await endpoint.sessions.update(session.session_id, initialized=True)
     elif method == "notifications/cancelled" and session is not None:
-        endpoint.in_flight.cancel(session.session_id, params.get("requestId"))
+        await endpoint.relay.cancel(session.session_id, params.get("requestId"))
 
 
 # GET: the session's stream of server-initiated messages.
@@ -263,12 +264,10 @@ async def serve_get(
                 "Bad Request: Last-Event-ID names no stream this session can resume (unknown, or its events expired)",
                 http_status=400,
             )
-        try:
-            stream = endpoint.broker.listen(session_id)
-        except LookupError:
-            raise MCPError(
-                INVALID_REQUEST, "Conflict: this session already has an open GET stream", http_status=409
-            ) from None
+        # Held by this worker or another: the claim in the backend says.
+        stream = await endpoint.relay.open(session_id)
+        if stream is None:
+            raise MCPError(INVALID_REQUEST, "Conflict: this session already has an open GET stream", http_status=409)
     except MCPError as error:
         extra = [(b"allow", b"POST")] if error.http_status == 405 else None
         await send_error(send, error, headers=extra)
@@ -276,7 +275,7 @@ async def serve_get(
     try:
         await _run_get_stream(endpoint, record, stream, receive, send)
     finally:
-        endpoint.broker.unlisten(session_id, stream)
+        await endpoint.relay.close(stream)
 
 
 async def _stream_session(
@@ -301,11 +300,13 @@ async def _owned_session(endpoint: StreamableHTTPEndpoint, session_id: str, scop
     record = await endpoint.sessions.get(session_id, principal=principal_of(scope))
     if record is None:
         raise _session_not_found()
+    # From now on this worker hears what other workers say of sessions (cancel, end, answers).
+    await endpoint.relay.connect()
     return record
 
 
 async def _run_get_stream(
-    endpoint: StreamableHTTPEndpoint, record: SessionRecord, stream: Any, receive: Receive, send: Send
+    endpoint: StreamableHTTPEndpoint, record: SessionRecord, stream: GetStream, receive: Receive, send: Send
 ) -> None:
     """The open GET stream: broker messages and list changes, keep-alives, until either side ends it."""
     # Every change comes through; resource updates are checked against the store's subscriptions when
@@ -328,6 +329,13 @@ async def _run_get_stream(
             await emit(sse_event(change))
         group.cancel_scope.cancel()  # the server is shutting down, or the store is unreachable
 
+    async def keepalive() -> None:
+        await emit(SSE_KEEPALIVE)
+        try:
+            await stream.refresh()
+        except MCPError:
+            pass  # the backend is unreachable: the claim lapses by itself, the stream goes on
+
     try:
         headers = SSE_HEADERS + [(b"mcp-session-id", record.session_id.encode())]
         await send({"type": "http.response.start", "status": 200, "headers": headers})
@@ -335,11 +343,9 @@ async def _run_get_stream(
         with DisconnectWatcher(receive):
             async with anyio.create_task_group() as group:
                 group.start_soon(forward_changes, group)
+                group.start_soon(stream.pump)
                 await forward_with_keepalive(
-                    stream,
-                    lambda item: emit(sse_event(item)),
-                    lambda: emit(SSE_KEEPALIVE),
-                    endpoint.keepalive_interval,
+                    stream.inbox, lambda item: emit(sse_event(item)), keepalive, endpoint.keepalive_interval
                 )
                 group.cancel_scope.cancel()
         await send({"type": "http.response.body", "body": b"", "more_body": False})
@@ -366,7 +372,9 @@ async def serve_delete(endpoint: StreamableHTTPEndpoint, scope: Scope, send: Sen
         return
     # The session's calls end now: a tool awaiting the client (ctx.elicit) stops at once instead of
     # waiting out the client-request timeout for an answer that can no longer come.
-    endpoint.in_flight.cancel_session(session_id)
-    endpoint.broker.close(session_id)
-    await endpoint.events.forget_session(session_id)
+    # On every worker: another may hold the GET stream or run the calls.
+    try:
+        await endpoint.relay.end(session_id)
+    finally:
+        await endpoint.events.forget_session(session_id)
     await send_bytes(send, 200, b"")

@@ -2,9 +2,14 @@
 
 `GET /sse` opens a stream whose first event names the URL to POST messages to;
 each POST is answered `202 Accepted` and its JSON-RPC response arrives on the
-stream. The POST hands the message to the stream through the broker, so a
-shared broker lets any worker take the POST; the stream answers requests
-concurrently in the task group of its (long-lived by nature) connection.
+stream. A POST taken by the worker that holds the stream hands the message to
+it through the in-process broker; a POST taken by another worker (several
+workers behind a round-robin balancer) is forwarded over the backend's bus on
+channel `sse:{session id}`, to which the holding worker subscribed before it
+named the endpoint: 202 when a worker took it, 404 when none holds the stream.
+The session record lives in the backend's store, so any worker checks who may
+post. The stream answers requests concurrently in the task group of its
+(long-lived by nature) connection.
 """
 
 from __future__ import annotations
@@ -19,9 +24,18 @@ from starlette.routing import BaseRoute
 from starlette.types import Receive, Scope, Send
 
 from mcp_asgi.asgi.security import HostOriginGuard, guarded
+from mcp_asgi.bus import Bus, LocalBus, Subscription
 from mcp_asgi.concurrency import DisconnectWatcher, forward_with_keepalive
 from mcp_asgi.principal import principal_of
-from mcp_asgi.protocol.jsonrpc import INVALID_REQUEST, REQUEST, MCPError, classify, decode, request_id_of
+from mcp_asgi.protocol.jsonrpc import (
+    INVALID_REQUEST,
+    REQUEST,
+    MCPError,
+    classify,
+    decode,
+    error_response,
+    request_id_of,
+)
 from mcp_asgi.transports.broker import InProcessBroker
 from mcp_asgi.transports.conversation import DEFAULT_MAX_IN_FLIGHT, Conversation, check_max_in_flight
 from mcp_asgi.transports.http_common import (
@@ -36,6 +50,7 @@ from mcp_asgi.transports.http_common import (
 from mcp_asgi.transports.sessions import InMemorySessionStore, SessionRecord, SessionStore, new_session_id
 
 if TYPE_CHECKING:
+    from mcp_asgi.backend import Backend
     from mcp_asgi.server import MCPServer
 
 logger = logging.getLogger("mcp_asgi")
@@ -62,6 +77,7 @@ class SSEEndpoint:
         max_body_size: int = 4 * 1024 * 1024,
         body_timeout: float = BODY_TIMEOUT,
         max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
+        backend: Backend | None = None,
     ) -> None:
         if body_timeout <= 0:
             raise ValueError(f"`body_timeout` must be a positive number of seconds; got {body_timeout!r}")
@@ -72,8 +88,13 @@ class SSEEndpoint:
             raise ValueError("`keepalive_interval` must be a positive number of seconds")
         self.server = server
         self.message_path = message_path
-        self.sessions: SessionStore = session_store if session_store is not None else InMemorySessionStore()
-        # Carries each POSTed message to the stream of its session.
+        # Sessions and the bus of the workers; without one, this process alone.
+        self.backend = backend
+        if session_store is None:
+            session_store = backend.sessions if backend is not None else InMemorySessionStore()
+        self.sessions: SessionStore = session_store
+        self._local_bus = LocalBus()
+        # Carries each POSTed message to the stream of its session, inside this worker.
         self.broker = broker if broker is not None else InProcessBroker()
         self.keepalive_interval = keepalive_interval
         self.max_body_size = max_body_size
@@ -85,6 +106,11 @@ class SSEEndpoint:
         """Where the client POSTs: right under any mount prefix and uvicorn's --root-path."""
         root = scope.get("root_path", "").rstrip("/")
         return f"{root}{self.message_path}?session_id={quote(session_id)}"
+
+    @property
+    def bus(self) -> Bus:
+        """The bus POSTs reach the stream's worker by (the backend's is there once it started)."""
+        return self.backend.bus if self.backend is not None else self._local_bus
 
     # GET: the stream.
     async def stream(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -101,6 +127,7 @@ class SSEEndpoint:
             return
         self.server._sweeper.ensure_running()
         inbox = self.broker.listen(session.session_id)
+        forwarded: Subscription | None = None
         lock = anyio.Lock()
 
         async def write(message: Any, *, event: str | None = "message") -> None:
@@ -109,6 +136,12 @@ class SSEEndpoint:
                 await send({"type": "http.response.body", "body": body, "more_body": True})
 
         try:
+            try:
+                # Before the client learns where to POST: a POST to another worker must find this one.
+                forwarded = await self._listen_forwarded(session.session_id)
+            except MCPError as error:
+                await send_error(send, error)
+                return
             await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
             await write(self.endpoint_url(scope, session.session_id).encode(), event="endpoint")
             with DisconnectWatcher(receive):
@@ -126,6 +159,7 @@ class SSEEndpoint:
                         max_in_flight=self.max_in_flight,
                     )
                     self._conversations[session.session_id] = conversation
+                    group.start_soon(self._take_forwarded, forwarded, conversation, write, group.cancel_scope)
 
                     async def keep_alive() -> None:
                         await write(None)
@@ -145,8 +179,63 @@ class SSEEndpoint:
         except OSError:
             pass
         finally:
+            if forwarded is not None:
+                forwarded.close()
             self.broker.unlisten(session.session_id, inbox)
-            await self.sessions.delete(session.session_id)
+            with anyio.CancelScope(shield=True):
+                await self._delete_session(session.session_id)
+
+    async def _delete_session(self, session_id: str) -> None:
+        try:
+            await self.sessions.delete(session_id)
+        except MCPError as error:
+            # A shared store that is down: the record expires there by itself (its idle timeout).
+            logger.warning("Could not delete legacy SSE session %s: %s", session_id, error.message)
+
+    async def _listen_forwarded(self, session_id: str) -> Subscription:
+        """Subscribe to the POSTs other workers forward for this stream; confirmed where the bus can say."""
+        bus = self.bus
+        channel = "sse:" + session_id
+        subscription = bus.subscribe(channel)
+        ready = getattr(bus, "ready", None)  # a shared bus confirms its subscription; LocalBus needs not
+        if ready is not None:
+            try:
+                await ready(channel)
+            except BaseException:
+                subscription.close()
+                raise
+        return subscription
+
+    async def _take_forwarded(
+        self, forwarded: Subscription, conversation: Conversation, write: Any, stream_scope: anyio.CancelScope
+    ) -> None:
+        """Hand what other workers forward to this stream, like a POST taken here; ends the stream with the bus."""
+        session_id = forwarded.channel.removeprefix("sse:")
+        async for item in forwarded:
+            message, size = item.get("message"), item.get("size")
+            try:
+                # Its worker checked it; what else reaches the channel is not trusted.
+                is_request = classify(message) == REQUEST
+            except MCPError:
+                logger.warning("Ignored a malformed message forwarded for SSE session %s", session_id)
+                continue
+            try:
+                if is_request:
+                    conversation.reserve()
+                if not await self.broker.publish(session_id, message, size=size if isinstance(size, int) else None):
+                    if is_request:
+                        conversation.release()
+                    raise MCPError(
+                        INVALID_REQUEST, "Too many messages waiting for this session; retry", http_status=503
+                    )
+            except MCPError as error:
+                # The POST was answered 202 on its worker: the refusal goes to the stream, as its answer.
+                if is_request:
+                    await write(error_response(request_id_of(message), error))
+                else:
+                    logger.warning("Dropped a forwarded message for SSE session %s: %s", session_id, error.message)
+        # The bus dropped this stream (it fell behind) or closed: POSTs elsewhere would be lost, so end it.
+        stream_scope.cancel()
 
     # POST: one message for a stream.
     async def messages(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -180,6 +269,12 @@ class SSEEndpoint:
             except MCPError as error:
                 error.http_status = 400
                 raise
+            if not self.broker.has_listener(session_id):
+                # The stream is on another worker (or gone): forward the message there.
+                if not await self.bus.publish("sse:" + session_id, {"message": message, "size": len(body)}):
+                    raise MCPError(INVALID_REQUEST, "Session not found: its SSE stream closed", http_status=404)
+                await send_bytes(send, 202, b"Accepted", content_type=(b"content-type", b"text/plain; charset=utf-8"))
+                return
             # A request takes an in-flight slot of its stream now: past the limit, this POST is the 503.
             conversation = self._conversations.get(session_id) if kind == REQUEST else None
             if conversation is not None:
@@ -214,6 +309,7 @@ def build_sse_routes(
     guard: HostOriginGuard | None = None,
     body_timeout: float = BODY_TIMEOUT,
     max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
+    backend: Backend | None = None,
 ) -> tuple[SSEEndpoint, list[BaseRoute]]:
     """The endpoint and routes `http_app(transport="sse")` serves."""
     from mcp_asgi.server import EndpointRoute
@@ -230,6 +326,7 @@ def build_sse_routes(
         max_body_size=max_body_size,
         body_timeout=body_timeout,
         max_in_flight=max_in_flight,
+        backend=backend,
     )
     stream, messages = endpoint.stream, endpoint.messages
     if guard is not None:

@@ -44,6 +44,7 @@ from mcp_asgi.transports.session_http import (
     serve_get,
     serve_session_post,
 )
+from mcp_asgi.transports.session_relay import SessionRelay
 from mcp_asgi.transports.sessions import SessionStore
 
 if TYPE_CHECKING:
@@ -95,7 +96,9 @@ class StreamableHTTPEndpoint:
         # Calls of 2025 sessions still running, for notifications/cancelled and DELETE.
         self.in_flight = InFlightCalls(max_in_flight)
         # Server-to-client requests awaiting the client's answer, by (session, request id).
-        self.pending = PendingRequests(timeout=client_request_timeout)
+        self.pending = PendingRequests(timeout=client_request_timeout, worker_id=backend.worker_id)
+        # What other workers must hear of this worker's sessions, and what this one hears of theirs.
+        self.relay = SessionRelay(self)
         # 2025-11-25 sessions: SSE replies are resumable from here, and clients reconnect after this long.
         self.events: EventStore = backend.events
         self.sse_retry_ms = round(sse_retry_interval * 1000)
@@ -107,6 +110,12 @@ class StreamableHTTPEndpoint:
             await send_error(send, refused)
             return
         method = scope["method"]
+        if method in ("GET", "DELETE"):
+            try:
+                await self.server.ensure_started(scope)
+            except MCPError as error:
+                await send_error(send, error)
+                return
         if method == "POST":
             await self._post(scope, receive, send, headers)
         elif method == "GET":
