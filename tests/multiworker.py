@@ -57,9 +57,19 @@ def wait_listening(port: int, process: subprocess.Popen[bytes], timeout: float =
 class Workers:
     """N uvicorn processes of one app on N ports (or one master with `--workers N` on one port)."""
 
-    def __init__(self, redis_url: str, *, count: int = 2, app: str = APP, master: bool = False, **env: str) -> None:
+    def __init__(
+        self,
+        redis_url: str,
+        *,
+        count: int = 2,
+        app: str = APP,
+        app_dir: Path | None = None,
+        master: bool = False,
+        **env: str,
+    ) -> None:
         self.redis_url = redis_url
         self.app = app
+        self.app_dir = app_dir
         self.master = master
         self.count = count
         self.env = worker_env(redis_url, **env)
@@ -71,6 +81,8 @@ class Workers:
         log = Path(f"/tmp/mcp-asgi-mw-{os.getpid()}-{port}.log")
         self.logs.append(log)
         command = [sys.executable, "-m", "uvicorn", self.app, "--port", str(port), "--log-level", "warning"]
+        if self.app_dir is not None:
+            command += ["--app-dir", str(self.app_dir)]
         with log.open("wb") as out:
             return subprocess.Popen(
                 [*command, "--no-access-log", *extra], cwd=ROOT, env=self.env, stdout=out, stderr=subprocess.STDOUT

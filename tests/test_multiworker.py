@@ -19,7 +19,7 @@ import httpx
 import mcp_types as types
 import pytest
 
-from tests.multiworker import Workers, alternating_httpx, sdk_client, sdk_sse_client
+from tests.multiworker import ROOT, Workers, alternating_httpx, sdk_client, sdk_sse_client
 from tests.redis_server import RedisServer
 
 ACCEPT = "application/json, text/event-stream"
@@ -228,6 +228,19 @@ async def test_last_event_id_resumes_on_the_other_worker(workers):
             got = [message async for message in sse_messages(resumed)]
     assert [m["params"]["progress"] for m in got if m.get("method") == "notifications/progress"] == [2, 3]
     assert got[-1]["id"] == 7 and "polled 3" in got[-1]["result"]["content"][0]["text"]
+
+
+async def test_the_documented_redis_backend_serves_two_workers(redis_url, tmp_path):
+    # The `backend=RedisBackend(...)` block of "Deploying on several workers", as written but for the URL.
+    docs = (ROOT / "docs" / "integration.md").read_text(encoding="utf-8")
+    section = docs.partition("## Deploying on several workers")[2]
+    block = section.partition("```python\n")[2].partition("```")[0]
+    assert "RedisBackend(" in block
+    (tmp_path / "documented.py").write_text(block.replace("redis://127.0.0.1:6379/0", redis_url), encoding="utf-8")
+    with Workers(redis_url, app="documented:app", app_dir=tmp_path) as pair, anyio.fail_after(15):
+        async with sdk_client(pair.ports, "legacy") as client:  # created on one worker, used on both
+            for a in range(4):
+                assert (await client.call_tool("add", {"a": a, "b": 1})).structured_content == {"result": a + 1}
 
 
 # --- legacy HTTP+SSE and 2026-07-28 -------------------------------------------------------------
