@@ -83,6 +83,7 @@ class Backends:
         if self._loop is not loop:
             # A new event loop (a test's, or a restarted server): what was opened on the old one is gone.
             self._started, self._loop, self._lock = [], loop, None
+            self._hub.forget_closed_loops()
         if self._lock is None:
             self._lock = asyncio.Lock()
         async with self._lock:

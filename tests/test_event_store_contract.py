@@ -200,7 +200,7 @@ async def test_total_byte_limit_never_takes_from_another_live_stream(make: Calla
 
 
 async def test_ended_streams_expire_after_their_retention(make: Callable[..., Pair]) -> None:
-    a, b = make(retention=0.3, undelivered_retention=1.0)
+    a, b = make(retention=0.3, undelivered_retention=5.0)
     delivered, d_ids = await stream_of(a, "s1", 1)
     undelivered, u_ids = await stream_of(a, "s1", 1)
     await a.end_stream(delivered, delivered=True)

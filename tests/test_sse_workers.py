@@ -87,12 +87,20 @@ async def test_posts_alternating_between_workers_all_reach_the_stream(redis_url:
 
 
 async def test_a_post_for_a_stream_nobody_holds_is_404_on_every_worker(redis_url: str) -> None:
-    with two_workers(redis_url) as (one, two):
+    first, second = new_backends(redis_url, 2)
+    with serve(sse_app(first)) as one, serve(sse_app(second)) as two:
+        raw = redis.asyncio.Redis.from_url(redis_url)
         async with httpx.AsyncClient(timeout=10) as http:
             async with open_stream(http, f"{one}/sse") as events:
                 _, endpoint = await events.next()
                 assert (await http.post(f"{two}{endpoint}", json=INITIALIZE)).status_code == 202
-            # The stream closed: its record is gone from the shared store, on both workers.
+            # The worker learns of the disconnect in its own time; it deletes the record last.
+            key = f"{first.prefix}session:{endpoint.rpartition('=')[2]}"
+            with anyio.fail_after(5):
+                while await raw.exists(key):
+                    await anyio.sleep(0.02)
+            await raw.aclose()
+            # The stream closed: nobody holds it, on either worker.
             for worker in (one, two):
                 response = await http.post(f"{worker}{endpoint}", json=INITIALIZE)
                 assert response.status_code == 404, worker

@@ -113,16 +113,30 @@ class Workers:
 
 @pytest.fixture(params=["redis", "memory"])
 def workers(request: pytest.FixtureRequest) -> Iterator[Workers]:
+    with _workers(request) as made:
+        yield made
+
+
+@pytest.fixture(params=["redis", "memory"])
+def json_workers(request: pytest.FixtureRequest) -> Iterator[Workers]:
+    """Workers whose apps never stream a reply: the GET stream carries requests to the client."""
+    with _workers(request, json_response=True) as made:
+        yield made
+
+
+@contextlib.contextmanager
+def _workers(request: pytest.FixtureRequest, **app_options: Any) -> Iterator[Workers]:
     flags = Flags()
     if request.param == "memory":
-        with serve(build(flags).http_app()) as base:
+        with serve(build(flags).http_app(**app_options)) as base:
             yield Workers([f"{base}/mcp"] * 2, flags)
         return
     redis_url = request.getfixturevalue("redis_url")
     prefix = f"two-workers-{uuid.uuid4().hex[:8]}:"
 
     def app() -> Any:
-        return build(flags, state_secret="shared", backend=RedisBackend(redis_url, prefix=prefix)).http_app()
+        mcp = build(flags, state_secret="shared", backend=RedisBackend(redis_url, prefix=prefix))
+        return mcp.http_app(**app_options)
 
     with serve(app()) as one, serve(app()) as two:
         yield Workers([f"{one}/mcp", f"{two}/mcp"], flags)
@@ -210,6 +224,31 @@ async def test_an_elicitation_answered_at_the_other_worker(workers):
                 (result,) = await frames.take(1, 5)
                 group.cancel_scope.cancel()
     assert result["id"] == 5 and result["result"]["content"][0]["text"] == "Hello, Eve!"
+
+
+async def test_a_request_to_the_client_goes_down_the_get_stream_another_worker_holds(json_workers):
+    workers = json_workers
+    one, two = workers.urls
+    replies: list[httpx.Response] = []
+    async with httpx.AsyncClient(timeout=10) as http:
+        headers = await workers.initialize(http, {"elicitation": {}})
+        async with get_stream(http, one, headers) as frames:
+
+            async def call() -> None:
+                replies.append(await http.post(two, json=rpc("tools/call", {"name": "ask"}, 4), headers=headers))
+
+            async with anyio.create_task_group() as group:
+                group.start_soon(call)
+                (question,) = await frames.take(1, 5)
+                assert question["method"] == "elicitation/create"
+                accepted = {"action": "accept", "content": {"name": "Ann"}}
+                answer = {"jsonrpc": "2.0", "id": question["id"], "result": accepted}
+                # Answered at the worker holding the stream; the question waits on the other one.
+                assert (await http.post(one, json=answer, headers=headers)).status_code == 202
+                with anyio.fail_after(5):
+                    while not replies:
+                        await anyio.sleep(0.01)
+    assert replies[0].json()["result"]["content"][0]["text"] == "Hello, Ann!"
 
 
 async def test_a_cancellation_sent_to_the_other_worker_stops_the_call(workers):

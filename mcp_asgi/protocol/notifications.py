@@ -143,6 +143,14 @@ class ChangeHub:
             for task in list(link.sending):
                 task.cancel()
 
+    def forget_closed_loops(self) -> None:
+        """Drop the links of event loops that ended (their tasks are gone; their bus closed with them)."""
+        with self._lock:
+            dead = [link for link in self._links if link.loop.is_closed()]
+            self._links = [link for link in self._links if not link.loop.is_closed()]
+        for link in dead:
+            link.subscription.close()
+
     async def _relay(self, link: _Link) -> None:
         # Our own events come back from the bus too: they were delivered when published, so skip them.
         async for message in link.subscription:

@@ -101,6 +101,10 @@ class SessionRelay:
         tasks = self._tasks.get(loop)
         if tasks and not any(task.done() for task in tasks):
             return
+        for closed in [other for other in self._tasks if other.is_closed()]:
+            # An event loop that ended (a test's, a restarted server's): forget it and its tasks.
+            self._tasks.pop(closed, None)
+            self._connecting.pop(closed, None)
         async with self._connecting.setdefault(loop, asyncio.Lock()):
             tasks = self._tasks.get(loop)
             if tasks and not any(task.done() for task in tasks):
