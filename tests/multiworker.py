@@ -188,9 +188,17 @@ def alternating_httpx(ports: Sequence[int], *, timeout: float = 10.0) -> httpx.A
     )
 
 
-def alternating_httpx2(ports: Sequence[int], *, timeout: float = 10.0, read: float = 30.0) -> httpx2.AsyncClient:
-    """An httpx2 client for `mcp.client`'s transports, alternating ports like `alternating_httpx`."""
-    return httpx2.AsyncClient(transport=AlternatingTransport2(ports), timeout=httpx2.Timeout(timeout, read=read))
+def alternating_httpx2(
+    ports: Sequence[int], *, timeout: float = 10.0, read: float = 30.0, used: list[int] | None = None
+) -> httpx2.AsyncClient:
+    """An httpx2 client for `mcp.client`'s transports, alternating ports like `alternating_httpx`.
+
+    `used`, if given, collects the port of every request sent.
+    """
+    transport = AlternatingTransport2(ports)
+    if used is not None:
+        transport.rotation.used = used
+    return httpx2.AsyncClient(transport=transport, timeout=httpx2.Timeout(timeout, read=read))
 
 
 def sdk_client(ports: Sequence[int], mode: str, path: str = "/mcp", **options: Any) -> Any:
@@ -203,13 +211,18 @@ def sdk_client(ports: Sequence[int], mode: str, path: str = "/mcp", **options: A
     return Client(transport, mode=mode, **options)
 
 
-def sdk_sse_client(ports: Sequence[int], path: str = "/legacy/sse", **options: Any) -> Any:
-    """The official `mcp.Client` over legacy HTTP+SSE: the stream on `ports[0]`, each POST on the next port."""
+def sdk_sse_client(
+    ports: Sequence[int], path: str = "/legacy/sse", *, used: list[int] | None = None, **options: Any
+) -> Any:
+    """The official `mcp.Client` over legacy HTTP+SSE: the stream on `ports[0]`, each POST on the next port.
+
+    `used`, if given, collects the port of every request sent.
+    """
     from mcp import Client
     from mcp.client.sse import sse_client
 
     def factory(headers: Any = None, timeout: Any = None, auth: Any = None) -> httpx2.AsyncClient:
-        client = alternating_httpx2(ports)
+        client = alternating_httpx2(ports, used=used)
         if headers:
             client.headers.update(headers)
         return client
