@@ -31,6 +31,9 @@ def needs(feature: str, branch: str = "redis-wire") -> pytest.MarkDecorator:
     return pytest.mark.xfail(strict=True, reason=f"needs {feature} from {branch}")
 
 
+SSE_FORWARDING = needs("legacy HTTP+SSE POST forwarding wired into http_app(transport=sse)", "redis-wire/redis-events")
+
+
 @pytest.fixture(scope="module")
 def workers(redis_url: str) -> Any:
     with Workers(redis_url) as pair:
@@ -242,7 +245,7 @@ async def test_the_documented_redis_backend_serves_two_workers(redis_url, tmp_pa
 # --- legacy HTTP+SSE and 2026-07-28 -------------------------------------------------------------
 
 
-@needs("legacy HTTP+SSE POST forwarding wired into http_app(transport=sse)", "redis-wire/redis-events")
+@SSE_FORWARDING
 async def test_legacy_sse_posts_reach_the_stream_from_either_worker(workers):
     with anyio.fail_after(10):
         used: list[int] = []
