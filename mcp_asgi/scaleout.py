@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import weakref
 from typing import Any
 
 from mcp_asgi.backend import Backend, InMemoryBackend
@@ -56,17 +57,22 @@ class Backends:
 
     def __init__(self, hub: Any) -> None:
         self._hub = hub
-        self._items: list[Backend] = []
+        # Weak: an app that was built and dropped must not keep its backend alive through the server.
+        self._items: weakref.WeakSet[Any] = weakref.WeakSet()
+        self._strong: list[Backend] = []  # backends that cannot be weakly referenced
         self._started: list[Backend] = []
         self._lock: asyncio.Lock | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def add(self, backend: Backend) -> None:
-        if not any(item is backend for item in self._items):
-            self._items.append(backend)
+        try:
+            self._items.add(backend)
+        except TypeError:
+            if not any(item is backend for item in self._strong):
+                self._strong.append(backend)
 
     def __iter__(self) -> Any:
-        return iter(list(self._items))
+        return iter([*self._items, *self._strong])
 
     @property
     def started(self) -> bool:
@@ -75,7 +81,7 @@ class Backends:
             loop = asyncio.get_running_loop()
         except RuntimeError:
             return False
-        return self._loop is loop and len(self._started) == len(self._items)
+        return self._loop is loop and all(any(item is b for item in self._started) for b in self)
 
     async def start(self, secret_given: bool) -> None:
         """Open every backend not open yet; idempotent, safe from concurrent first requests."""
@@ -87,7 +93,7 @@ class Backends:
         if self._lock is None:
             self._lock = asyncio.Lock()
         async with self._lock:
-            for backend in list(self._items):
+            for backend in list(self):
                 if any(item is backend for item in self._started):
                     continue
                 check_secret(backend, secret_given)

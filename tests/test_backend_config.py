@@ -11,7 +11,9 @@ from mcp_asgi import InMemorySessionStore, MCPServer
 from mcp_asgi.backend import InMemoryBackend
 from mcp_asgi.cli import CLIError, _app_options, _parser
 from mcp_asgi.redis import RedisBackend
-from tests.http_helpers import client_for, initialize
+from tests.http_helpers import ACCEPT, client_for, initialize
+
+HEADERS = {"accept": ACCEPT, "mcp-session-id": "no-such-session", "mcp-protocol-version": "2025-06-18"}
 
 
 class CountingBackend(InMemoryBackend):
@@ -118,3 +120,16 @@ def test_run_takes_backend_as_an_app_option():
 def test_import_mcp_asgi_never_imports_redis():
     code = "import sys, mcp_asgi, mcp_asgi.backend, mcp_asgi.server; assert 'redis' not in sys.modules, 'redis'"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+async def test_a_worker_starts_while_redis_is_down_and_serves_once_it_is_back(redis_server):
+    redis_server.stop()
+    backend = RedisBackend(redis_server.url, prefix="down-at-start:", timeout=0.5)
+    app = MCPServer("x", state_secret="k").http_app(backend=backend)
+    async with app.lifespan(app):
+        async with client_for(app) as http:
+            refused = await http.post("/mcp", json={"jsonrpc": "2.0", "id": 1, "method": "ping"}, headers=HEADERS)
+            assert refused.status_code == 503
+            redis_server.start()
+            session_id = await initialize(http)
+        assert (await backend.sessions.get(session_id)) is not None

@@ -124,9 +124,12 @@ class ChangeHub:
         if ready is not None:
             try:
                 await ready(CHANGES_CHANNEL)
-            except BaseException:
+            except asyncio.CancelledError:
                 subscription.close()
                 raise
+            except Exception as error:
+                # Redis is down as the worker starts: start anyway; the bus subscribes once it is back.
+                logger.warning("Not yet hearing other workers' changes: %s", error)
         link = _Link(bus, origin, subscription, asyncio.get_running_loop())
         link.task = link.loop.create_task(self._relay(link), name="mcp-asgi change relay")
         with self._lock:

@@ -331,10 +331,7 @@ async def _run_get_stream(
 
     async def keepalive() -> None:
         await emit(SSE_KEEPALIVE)
-        try:
-            await stream.refresh()
-        except MCPError:
-            pass  # the backend is unreachable: the claim lapses by itself, the stream goes on
+        await stream.keep()
 
     try:
         headers = SSE_HEADERS + [(b"mcp-session-id", record.session_id.encode())]

@@ -23,6 +23,7 @@ import logging
 import secrets
 from typing import TYPE_CHECKING, Any
 
+from mcp_asgi.protocol.jsonrpc import MCPError
 from mcp_asgi.protocol.pending import worker_of
 from mcp_asgi.transports.broker import Inbox
 
@@ -74,10 +75,17 @@ class GetStream:
         # The bus closed (shutdown) or this reader fell too far behind: end the stream; the client reconnects.
         self.inbox.end()
 
-    async def refresh(self) -> bool:
-        """Keep the claim (called with each keep-alive); False when another stream took it."""
-        backend = self.relay.endpoint.backend
-        return await backend.refresh(_claim_key(self.session_id), self.token, self.relay.claim_ttl)
+    async def keep(self) -> None:
+        """At each keep-alive: keep the claim, and end the stream if the session ended or the claim was lost."""
+        endpoint = self.relay.endpoint
+        try:
+            held = await endpoint.backend.refresh(_claim_key(self.session_id), self.token, self.relay.claim_ttl)
+            alive = held and await endpoint.sessions.get(self.session_id) is not None
+        except MCPError:
+            return  # the backend is unreachable: the stream goes on, the claim lapses by itself
+        if not alive:
+            # Deleted (and the news missed us), expired, or another stream holds the claim now.
+            self.inbox.end()
 
 
 def _claim_key(session_id: str) -> str:
@@ -149,9 +157,16 @@ class SessionRelay:
         self.endpoint.broker.close(session_id)
 
     async def end(self, session_id: str) -> None:
-        """DELETE: end the session here at once, and on every other worker."""
+        """DELETE: end the session here at once, and on every other worker.
+
+        The session is already gone from the store; if the bus is unreachable, a GET stream of it on
+        another worker ends at its next keep-alive (which finds the session gone).
+        """
         self.end_locally(session_id)
-        await self._broadcast({"kind": "end", "session": session_id})
+        try:
+            await self._broadcast({"kind": "end", "session": session_id})
+        except MCPError as error:
+            logger.warning("Could not tell the other workers that session %s ended: %s", session_id, error.message)
 
     async def cancel(self, session_id: str, request_id: Any) -> None:
         """`notifications/cancelled`: cancel the call here at once, and on whichever worker runs it."""
