@@ -459,19 +459,24 @@ class MCPServer:
         # middleware allows are allowed too.
         guard = HostOriginGuard(allowed_hosts, allowed_origins, cors=cors_origins(middleware or ()))
         backend = self._resolve_backend(backend, session_store, event_store)
-        # The legacy SSE transport takes the store alone (its events stay in its own streams).
         session_store = backend.sessions
         endpoint: Any
         if transport == "sse":
+            import inspect
+
             from mcp_asgi.transports.sse import build_sse_routes
 
+            # The legacy transport takes the whole backend (its bus forwards POSTs) where it can;
+            # an older one takes the store alone.
+            takes_backend = "backend" in inspect.signature(build_sse_routes).parameters
+            sse_storage: dict[str, Any] = {"backend": backend} if takes_backend else {"session_store": session_store}
             endpoint, routes = build_sse_routes(
                 self,
                 path,
                 message_path,
                 json_response=json_response,
                 stateless=stateless,
-                session_store=session_store,
+                **sse_storage,
                 keepalive_interval=keepalive_interval,
                 max_body_size=max_body_size,
                 guard=guard,

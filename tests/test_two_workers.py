@@ -124,6 +124,13 @@ def json_workers(request: pytest.FixtureRequest) -> Iterator[Workers]:
         yield made
 
 
+@pytest.fixture(params=["redis", "memory"])
+def quick_workers(request: pytest.FixtureRequest) -> Iterator[Workers]:
+    """Workers with a 0.2 s keep-alive, so GET-stream claims are renewed (and lapse) fast."""
+    with _workers(request, keepalive_interval=0.2) as made:
+        yield made
+
+
 @contextlib.contextmanager
 def _workers(request: pytest.FixtureRequest, **app_options: Any) -> Iterator[Workers]:
     flags = Flags()
@@ -211,6 +218,17 @@ async def test_one_get_stream_per_session_across_workers(workers):
                         break
                     assert again.status_code == 409
                 await anyio.sleep(0.05)
+
+
+async def test_a_long_lived_get_stream_keeps_its_claim(quick_workers):
+    one, two = quick_workers.urls
+    async with httpx.AsyncClient(timeout=10) as http:
+        headers = await quick_workers.initialize(http)
+        async with get_stream(http, one, headers) as frames:
+            await anyio.sleep(1.5)  # a claim lasts 0.6 s here unless renewed
+            async with http.stream("GET", two, headers={**headers, "accept": "text/event-stream"}) as second:
+                assert second.status_code == 409
+            assert not frames.done.is_set()
 
 
 async def test_an_elicitation_answered_at_the_other_worker(workers):
@@ -316,7 +334,7 @@ async def _wait(event: threading.Event, timeout: float = 5.0) -> None:
 
 
 @pytest.mark.parametrize("store", ["redis", "memory"])
-async def test_a_get_stream_ends_at_its_keepalive_once_the_session_is_gone(store, request):
+async def test_a_get_stream_ends_soon_once_the_session_is_gone(store, request):
     # The DELETE's broadcast may never reach a worker (the bus was down): its keep-alive notices.
     flags = Flags()
     options: dict[str, Any] = {}

@@ -329,9 +329,10 @@ async def _run_get_stream(
             await emit(sse_event(change))
         group.cancel_scope.cancel()  # the server is shutting down, or the store is unreachable
 
-    async def keepalive() -> None:
-        await emit(SSE_KEEPALIVE)
-        await stream.keep()
+    async def hold_claim() -> None:
+        while True:
+            await anyio.sleep(endpoint.relay.claim_refresh)
+            await stream.keep()
 
     try:
         headers = SSE_HEADERS + [(b"mcp-session-id", record.session_id.encode())]
@@ -341,8 +342,12 @@ async def _run_get_stream(
             async with anyio.create_task_group() as group:
                 group.start_soon(forward_changes, group)
                 group.start_soon(stream.pump)
+                group.start_soon(hold_claim)
                 await forward_with_keepalive(
-                    stream.inbox, lambda item: emit(sse_event(item)), keepalive, endpoint.keepalive_interval
+                    stream.inbox,
+                    lambda item: emit(sse_event(item)),
+                    lambda: emit(SSE_KEEPALIVE),
+                    endpoint.keepalive_interval,
                 )
                 group.cancel_scope.cancel()
         await send({"type": "http.response.body", "body": b"", "more_body": False})

@@ -6,7 +6,8 @@ the backend's bus:
 - the GET stream: the worker holding it claims `get:{sid}` in the backend (one stream per
   session across workers, refreshed on keep-alive) and subscribes to `session:{sid}`;
   messages for that stream (server-to-client requests) go straight to a local inbox, else
-  onto that channel;
+  onto that channel; the holder renews its claim every few seconds and ends the stream when
+  the session is gone (a DELETE whose broadcast it missed, idle expiry);
 - control: `notifications/cancelled` and DELETE are broadcast on `control`; each worker
   cancels its own in-flight calls of the session and ends its GET stream there;
 - answers to server-to-client requests: the request id names the asking worker
@@ -76,7 +77,7 @@ class GetStream:
         self.inbox.end()
 
     async def keep(self) -> None:
-        """At each keep-alive: keep the claim, and end the stream if the session ended or the claim was lost."""
+        """Renew the claim; end the stream if the session ended or the claim was lost."""
         endpoint = self.relay.endpoint
         try:
             held = await endpoint.backend.refresh(_claim_key(self.session_id), self.token, self.relay.claim_ttl)
@@ -97,8 +98,10 @@ class SessionRelay:
 
     def __init__(self, endpoint: StreamableHTTPEndpoint) -> None:
         self.endpoint = endpoint
-        # A worker killed without releasing its claim holds it at most this long.
-        self.claim_ttl = max(3 * endpoint.keepalive_interval, 10.0)
+        # The holder renews its claim this often, busy or quiet; a worker killed without releasing
+        # it (SIGKILL) blocks a new GET stream of the session for at most `claim_ttl` seconds.
+        self.claim_refresh = min(endpoint.keepalive_interval, 5.0)
+        self.claim_ttl = 3 * self.claim_refresh
         self._tasks: dict[asyncio.AbstractEventLoop, list[asyncio.Task[None]]] = {}
         self._connecting: dict[asyncio.AbstractEventLoop, asyncio.Lock] = {}
 
