@@ -27,13 +27,6 @@ V2025 = "2025-11-25"
 SSE_HEADERS = {"accept": "text/event-stream"}
 
 
-def needs(feature: str, branch: str = "redis-wire") -> pytest.MarkDecorator:
-    return pytest.mark.xfail(strict=True, reason=f"needs {feature} from {branch}")
-
-
-SSE_FORWARDING = needs("legacy HTTP+SSE POST forwarding wired into http_app(transport=sse)", "redis-wire/redis-events")
-
-
 @pytest.fixture(scope="module")
 def workers(redis_url: str) -> Any:
     with Workers(redis_url) as pair:
@@ -247,7 +240,6 @@ async def test_the_documented_redis_backend_serves_two_workers(redis_url, tmp_pa
 # --- legacy HTTP+SSE and 2026-07-28 -------------------------------------------------------------
 
 
-@SSE_FORWARDING
 async def test_legacy_sse_posts_reach_the_stream_from_either_worker(workers):
     with anyio.fail_after(10):
         used: list[int] = []
@@ -296,19 +288,7 @@ async def _one_session(ports: list[int], mode: str) -> set[int]:
     return pids
 
 
-@pytest.mark.parametrize(
-    "mode",
-    [
-        "2025",
-        "2026",
-        pytest.param(
-            "sse",
-            marks=needs(
-                "legacy HTTP+SSE POST forwarding wired into http_app(transport=sse)", "redis-wire/redis-events"
-            ),
-        ),
-    ],
-)
+@pytest.mark.parametrize("mode", ["2025", "2026", "sse"])
 async def test_uvicorn_workers_2_serves_twenty_concurrent_sessions(redis_url, mode):
     """20 official-client sessions at once: 2025 with an elicitation, 2026-07-28 with MRTR, or legacy SSE."""
     with Workers(redis_url, master=True) as master:
