@@ -516,7 +516,7 @@ def test_depth_scan_agrees_with_the_parsed_depth():
     from mcp_asgi.protocol.jsonrpc import _nesting_exceeds
 
     rng = random.Random(8)
-    texts = ['a\\"[', ']]\\\\', "{", "x\n[", '\\\\"{{', "\ud800]", "é{"]
+    texts = ['a\\"[', "]]\\\\", "{", "x\n[", '\\\\"{{', "\ud800]", "é{"]
 
     def value(level: int) -> Any:
         roll = rng.random()

@@ -58,13 +58,16 @@ def two_urls(redis_url: str) -> Iterator[list[str]]:
 async def test_the_official_client_round_robin_over_two_workers(two_urls, mode):
     transport = Alternating([urlsplit(url).port for url in two_urls])
     http = httpx.AsyncClient(transport=transport, timeout=httpx.Timeout(10, read=30))
-    async with http, Client(
-        streamable_http_client(two_urls[0], http_client=http),
-        mode=mode,
-        elicitation_callback=on_elicit,
-        sampling_callback=on_sample,
-        list_roots_callback=on_roots,
-    ) as client:
+    async with (
+        http,
+        Client(
+            streamable_http_client(two_urls[0], http_client=http),
+            mode=mode,
+            elicitation_callback=on_elicit,
+            sampling_callback=on_sample,
+            list_roots_callback=on_roots,
+        ) as client,
+    ):
         for _ in range(2):  # twice: each call's question and answer land on different workers
             assert (await client.call_tool("greet", {})).content[0].text == "Hello, Alice!"
             assert (await client.call_tool("capital", {})).content[0].text == "model says: Paris"
