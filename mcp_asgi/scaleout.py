@@ -63,8 +63,11 @@ class Backends:
         self._started: list[Backend] = []
         self._lock: asyncio.Lock | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        # The loop on which every backend is open, once it is: `started` runs on every request.
+        self._ready_on: asyncio.AbstractEventLoop | None = None
 
     def add(self, backend: Backend) -> None:
+        self._ready_on = None
         try:
             self._items.add(backend)
         except TypeError:
@@ -81,7 +84,12 @@ class Backends:
             loop = asyncio.get_running_loop()
         except RuntimeError:
             return False
-        return self._loop is loop and all(any(item is b for item in self._started) for b in self)
+        if self._ready_on is loop:
+            return True
+        if self._loop is loop and all(any(item is b for item in self._started) for b in self):
+            self._ready_on = loop
+            return True
+        return False
 
     async def start(self, secret_given: bool) -> None:
         """Open every backend not open yet; idempotent, safe from concurrent first requests."""
@@ -102,6 +110,7 @@ class Backends:
                 self._started.append(backend)
 
     async def close(self) -> None:
+        self._ready_on = None
         started, self._started = self._started, []
         await self._hub.disconnect()
         for backend in reversed(started):

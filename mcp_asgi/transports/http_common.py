@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import functools
 from typing import Any
 
-import anyio
 from starlette.types import Receive, Scope, Send
 
 from mcp_asgi.protocol.jsonrpc import INVALID_REQUEST, MCPError, encode, error_response
@@ -49,8 +50,10 @@ def header_map(scope: Scope) -> dict[str, str]:
     return headers
 
 
-def media_types(value: str) -> set[str]:
-    return {part.split(";", 1)[0].strip().lower() for part in value.split(",") if part.strip()}
+# Clients send the same few Accept values on every request.
+@functools.lru_cache(maxsize=256)
+def media_types(value: str) -> frozenset[str]:
+    return frozenset(part.split(";", 1)[0].strip().lower() for part in value.split(",") if part.strip())
 
 
 def accepts(accept: str | None, wanted: str) -> bool:
@@ -75,11 +78,30 @@ async def read_body(receive: Receive, limit: int, declared: str | None, timeout:
         raise MCPError(INVALID_REQUEST, f"Request body larger than {limit} bytes", http_status=413)
     if timeout is None:
         return await _read_chunks(receive, limit)
-    with anyio.move_on_after(timeout):
+    # A bare asyncio timer, not an anyio scope: every POST reads a body, and a cancel scope per
+    # request cost several times the read itself (see docs/design.md, "One concurrency library").
+    # It is how asyncio.timeout works: cancel the task, and turn only our own cancellation into 408.
+    task = asyncio.current_task()
+    assert task is not None
+    expired = False
+
+    def expire() -> None:
+        nonlocal expired
+        expired = True
+        task.cancel()
+
+    timer = asyncio.get_running_loop().call_later(timeout, expire)
+    try:
         return await _read_chunks(receive, limit)
-    raise MCPError(
-        INVALID_REQUEST, f"Request Timeout: the request body did not arrive within {timeout:g} s", http_status=408
-    )
+    except asyncio.CancelledError:
+        uncancel = getattr(task, "uncancel", None)  # Python 3.11+: count the cancellations that remain
+        if not expired or (uncancel is not None and uncancel() > 0):
+            raise  # cancelled from outside (a disconnect, a shutdown): not ours to swallow
+        raise MCPError(
+            INVALID_REQUEST, f"Request Timeout: the request body did not arrive within {timeout:g} s", http_status=408
+        ) from None
+    finally:
+        timer.cancel()
 
 
 def _declares_more_than(declared: str, limit: int) -> bool:
