@@ -57,7 +57,7 @@ class HostShutdown:
         self.graceful_period = DEFAULT_GRACEFUL_PERIOD
         self.begun_at: float | None = None
         self._waits: set[anyio.CancelScope] = set()
-        self._calls: set[anyio.CancelScope] = set()
+        self._calls: set[_Grace] = set()
 
     @property
     def begun(self) -> bool:
@@ -74,7 +74,7 @@ class HostShutdown:
         for wait in list(self._waits):
             wait.cancel()
         for call in list(self._calls):
-            call.deadline = min(call.deadline, self.begun_at + self.graceful_period)
+            self.loop.call_later(self.graceful_period, call.expire)
 
     def stream_wait(self, wait: anyio.CancelScope) -> _Registered:
         """Register a stream's wait for its next message (a cancel scope) while it is entered."""
@@ -103,26 +103,52 @@ class _Registered:
 
 
 class _Grace:
-    """`with host.grace() as scope:` runs a call; `scope.cancelled_caught` says shutdown cut it."""
+    """`with host.grace() as grace:` runs a call; `grace.cut` says shutdown cut it after its period.
 
-    __slots__ = ("_host", "_scope")
+    Cheap while nothing is stopping (every user-code call enters one): the call's task is noted
+    in a set, and only a shutdown schedules its cancellation, `graceful_period` s after it began,
+    the way `asyncio.timeout` does it (cancel the task, keep only our own cancellation). An anyio
+    cancel scope per call cost more than the rest of a trivial call's dispatch. A call arriving
+    while the host already stops gets a real scope with that deadline.
+    """
+
+    __slots__ = ("_host", "_task", "_scope", "cut")
 
     def __init__(self, host: HostShutdown) -> None:
         self._host = host
-        self._scope = anyio.CancelScope()
+        self._task: asyncio.Task[Any] | None = None
+        self._scope: anyio.CancelScope | None = None
+        self.cut = False
 
-    def __enter__(self) -> anyio.CancelScope:
+    def __enter__(self) -> _Grace:
         host = self._host
         if host.begun_at is not None:  # arrived while the host was already stopping
-            self._scope.deadline = host.begun_at + host.graceful_period
-        host._calls.add(self._scope)
-        return self._scope.__enter__()
+            self._scope = anyio.CancelScope(deadline=host.begun_at + host.graceful_period)
+            self._scope.__enter__()
+            return self
+        self._task = asyncio.current_task()
+        host._calls.add(self)
+        return self
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> bool:
-        self._host._calls.discard(self._scope)
-        return bool(self._scope.__exit__(exc_type, exc, tb))
+        if self._scope is not None:
+            swallowed = bool(self._scope.__exit__(exc_type, exc, tb))
+            self.cut = self._scope.cancelled_caught
+            return swallowed
+        self._host._calls.discard(self)
+        if self.cut and exc_type is not None and issubclass(exc_type, asyncio.CancelledError):
+            uncancel = getattr(self._task, "uncancel", None)  # Python 3.11+
+            # Swallow only our own cancellation; one from elsewhere as well goes on up.
+            return uncancel is None or uncancel() == 0
+        return False
+
+    def expire(self) -> None:
+        """The graceful period is over: cancel the call if it is still inside its `with` block."""
+        if self in self._host._calls and self._task is not None and not self._task.done():
+            self.cut = True
+            self._task.cancel()
 
 
 _states: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, HostShutdown] = weakref.WeakKeyDictionary()

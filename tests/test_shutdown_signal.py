@@ -122,11 +122,11 @@ async def test_calls_get_the_graceful_period_then_are_cancelled() -> None:
     finished: list[str] = []
 
     async def work(name: str, seconds: float, *, task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
-        with host.grace() as scope:
+        with host.grace() as grace:
             task_status.started()
             await anyio.sleep(seconds)
             finished.append(name)
-        if scope.cancelled_caught:
+        if grace.cut:
             finished.append(f"{name} cut")
 
     async with anyio.create_task_group() as group:
@@ -134,5 +134,7 @@ async def test_calls_get_the_graceful_period_then_are_cancelled() -> None:
         await group.start(work, "slow", 30)
         host.begin()
         await group.start(work, "late", 30)  # arrived during the period: the same deadline
-    assert finished == ["quick", "slow cut", "late cut"]
+    # Both cuts fall due at the same instant (shutdown + period); their order is the loop's.
+    assert finished[0] == "quick"
+    assert sorted(finished[1:]) == ["late cut", "slow cut"]
     shutdown.configure(shutdown.DEFAULT_GRACEFUL_PERIOD)

@@ -86,7 +86,7 @@ async def answer(core: ProtocolCore, call: Call, reply: Reply) -> None:
             # Shutdown gives the call its graceful period, then a JSON-RPC error (not uvicorn's 500).
             with shutdown.state().grace() as grace:
                 result = await core.handle(call)
-            if grace.cancelled_caught:
+            if grace.cut:
                 raise shutting_down()
         else:
             result = await core.handle(call)
