@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import shutil
-import socket
-import subprocess
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
@@ -16,72 +13,11 @@ import redis.asyncio
 
 from mcp_asgi.protocol.jsonrpc import MCPError
 from mcp_asgi.redis_bus import RedisBus
-from tests.conftest import free_port
-
-
-class RedisProcess:
-    """A throwaway redis-server on a loopback port, without persistence; can be stopped and restarted.
-
-    Written before the shared fixture (tests/redis_server.py on the redis-store branch) landed; it
-    has the same `url`/`start()`/`stop()` API, so once both branches are merged this class and the
-    `redis_server` fixture below can be deleted in favour of that one.
-    """
-
-    def __init__(self) -> None:
-        self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self._process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            pytest.fail("redis-server is not installed (apt-get install -y redis-server); Redis tests never skip")
-        command = [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-        self._process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        deadline = time.monotonic() + 10
-        while not self._answers():
-            if self._process.poll() is not None:
-                error = self._process.stderr.read().decode() if self._process.stderr else ""
-                pytest.fail(f"redis-server exited at start: {error}")
-            if time.monotonic() > deadline:
-                self.stop()
-                pytest.fail("redis-server did not answer PING within 10 s")
-            time.sleep(0.02)
-
-    def _answers(self) -> bool:
-        try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as sock:
-                sock.sendall(b"PING\r\n")
-                return sock.recv(16).startswith(b"+PONG")
-        except OSError:
-            return False
-
-    def stop(self) -> None:
-        if self._process is None:
-            return
-        self._process.terminate()
-        try:
-            self._process.wait(5)
-        except subprocess.TimeoutExpired:
-            self._process.kill()
-            self._process.wait(5)
-        if self._process.stderr:
-            self._process.stderr.close()
-        self._process = None
+from tests.redis_server import RedisServer
 
 
 @pytest.fixture
-def redis_server() -> Iterator[RedisProcess]:
-    server = RedisProcess()
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture
-async def admin(redis_server: RedisProcess) -> AsyncIterator[redis.asyncio.Redis]:
+async def admin(redis_server: RedisServer) -> AsyncIterator[redis.asyncio.Redis]:
     """A plain client for looking at the server (PUBSUB NUMSUB, CLIENT LIST)."""
     client = redis.asyncio.Redis.from_url(redis_server.url)
     try:
@@ -91,7 +27,7 @@ async def admin(redis_server: RedisProcess) -> AsyncIterator[redis.asyncio.Redis
 
 
 @pytest.fixture
-async def workers(redis_server: RedisProcess) -> AsyncIterator[tuple[RedisBus, RedisBus]]:
+async def workers(redis_server: RedisServer) -> AsyncIterator[tuple[RedisBus, RedisBus]]:
     """Two started buses on the same server: worker A and worker B."""
     a, b = RedisBus(redis_server.url, prefix="t:"), RedisBus(redis_server.url, prefix="t:")
     await a.start()
@@ -213,7 +149,7 @@ async def test_publish_without_subscriber_reaches_nobody(workers: tuple[RedisBus
 
 
 async def test_publish_fails_with_503_promptly_when_redis_is_down(
-    workers: tuple[RedisBus, RedisBus], redis_server: RedisProcess
+    workers: tuple[RedisBus, RedisBus], redis_server: RedisServer
 ) -> None:
     a, b = workers
     subscription = await b.listen("session:s")
@@ -256,7 +192,7 @@ async def test_publish_fails_with_503_when_redis_hangs(
 
 
 async def test_bus_resubscribes_by_itself_after_redis_restarts(
-    workers: tuple[RedisBus, RedisBus], redis_server: RedisProcess
+    workers: tuple[RedisBus, RedisBus], redis_server: RedisServer
 ) -> None:
     a, b = workers
     session = await b.listen("session:s")
@@ -278,7 +214,7 @@ async def test_bus_resubscribes_by_itself_after_redis_restarts(
 
 
 async def test_silent_connection_is_pinged_then_replaced(
-    redis_server: RedisProcess, admin: redis.asyncio.Redis
+    redis_server: RedisServer, admin: redis.asyncio.Redis
 ) -> None:
     bus = RedisBus(redis_server.url, prefix="t:", health_interval=0.2)
     await bus.start()
@@ -324,7 +260,7 @@ async def test_bus_reconnects_when_redis_drops_its_connection(
     assert b.connections == 2
 
 
-async def test_close_ends_every_subscription(redis_server: RedisProcess) -> None:
+async def test_close_ends_every_subscription(redis_server: RedisServer) -> None:
     bus = RedisBus(redis_server.url, prefix="t:")
     await bus.start()
     subscriptions = [await bus.listen("session:s"), await bus.listen("changes")]
@@ -342,7 +278,7 @@ async def test_close_ends_every_subscription(redis_server: RedisProcess) -> None
     await bus.close()  # twice is harmless
 
 
-async def test_no_task_or_connection_is_left_behind(redis_server: RedisProcess, admin: redis.asyncio.Redis) -> None:
+async def test_no_task_or_connection_is_left_behind(redis_server: RedisServer, admin: redis.asyncio.Redis) -> None:
     async def clients() -> int:
         return len(await admin.client_list())
 
@@ -370,7 +306,7 @@ async def test_no_task_or_connection_is_left_behind(redis_server: RedisProcess, 
     assert asyncio.all_tasks() == before_tasks
 
 
-async def test_a_given_client_is_shared_and_left_open(redis_server: RedisProcess, admin: redis.asyncio.Redis) -> None:
+async def test_a_given_client_is_shared_and_left_open(redis_server: RedisServer, admin: redis.asyncio.Redis) -> None:
     # Configured as RedisBackend configures its pool: decoded replies, a bounded blocking pool.
     pool = redis.asyncio.BlockingConnectionPool.from_url(
         redis_server.url, max_connections=2, timeout=1.0, socket_timeout=1.0, decode_responses=True
@@ -405,7 +341,7 @@ async def test_messages_that_are_not_json_objects_are_ignored(
     assert b.malformed == 3 and b.connections == 1
 
 
-async def test_ready_needs_start_and_a_local_subscriber(redis_server: RedisProcess) -> None:
+async def test_ready_needs_start_and_a_local_subscriber(redis_server: RedisServer) -> None:
     bus = RedisBus(redis_server.url)
     bus.subscribe("changes")
     with pytest.raises(RuntimeError, match="start"):
