@@ -20,6 +20,7 @@ The scripts touch keys of one session plus the index, so Redis Cluster is not su
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -176,6 +177,9 @@ class RedisSessionStore:
         self._scripts: dict[str, Any] = {}
         self._errors: tuple[type[BaseException], ...] = (OSError,)
         self._bug_errors: tuple[type[BaseException], ...] = ()
+        # Our own deadline, or redis-py's socket timeout when it fires first (on Python 3.10 neither
+        # is the builtin TimeoutError's subclass of the other): both mean Redis did not answer.
+        self._timeouts: tuple[type[BaseException], ...] = (TimeoutError, asyncio.TimeoutError)
         if client is not None:
             self.bind(client)
 
@@ -187,6 +191,7 @@ class RedisSessionStore:
         redis = _import_redis()
         self._errors = (redis.exceptions.RedisError, OSError)
         self._bug_errors = (redis.exceptions.ResponseError,)
+        self._timeouts = (TimeoutError, asyncio.TimeoutError, redis.exceptions.TimeoutError)
         sources = {
             "create": _CREATE,
             "get": _GET,
@@ -213,7 +218,7 @@ class RedisSessionStore:
         try:
             with anyio.fail_after(self.timeout):
                 return await call(client)
-        except TimeoutError:
+        except self._timeouts:
             raise backend_unavailable(_WHAT, f"no answer within {self.timeout:g} s") from None
         except self._errors as error:
             if isinstance(error, self._bug_errors):  # Redis answered, and refused: a bug to look at

@@ -114,6 +114,8 @@ class RedisBus:
             self._owns_client = False
         self._errors: tuple[type[BaseException], ...] = (redis.exceptions.RedisError, OSError)
         self._refusals: tuple[type[BaseException], ...] = (redis.exceptions.ResponseError,)
+        # Our own deadline, or redis-py's socket timeout when it fires first: both mean no answer.
+        self._timeouts = (TimeoutError, asyncio.TimeoutError, redis.exceptions.TimeoutError)
         self.prefix = prefix
         self.timeout = timeout
         self.health_interval = health_interval
@@ -191,8 +193,8 @@ class RedisBus:
         try:
             with anyio.fail_after(self.timeout):
                 return int(await self._client.publish(self.prefix + channel, payload))
-        except TimeoutError:
-            # Before `self._errors`: TimeoutError is an OSError.
+        except self._timeouts:
+            # Before `self._errors`: TimeoutError is an OSError, redis-py's a RedisError.
             raise backend_unavailable(_WHAT, f"no answer within {self.timeout:g} s") from None
         except self._errors as exc:
             # Redis answering with an error (NOAUTH, READONLY...) is a set-up problem to show the operator.

@@ -29,6 +29,7 @@ The scripts touch keys they are not given, so Redis Cluster is not supported.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import secrets
@@ -279,6 +280,9 @@ class RedisEventStore:
         self._scripts: dict[str, Any] = {}
         self._errors: tuple[type[BaseException], ...] = (OSError,)
         self._bug_errors: tuple[type[BaseException], ...] = ()
+        # Our own deadline, or redis-py's socket timeout when it fires first (on Python 3.10 neither
+        # is the builtin TimeoutError's subclass of the other): both mean Redis did not answer.
+        self._timeouts: tuple[type[BaseException], ...] = (TimeoutError, asyncio.TimeoutError)
         if client is not None:
             self.bind(client)
 
@@ -290,6 +294,7 @@ class RedisEventStore:
         redis = _import_redis()
         self._errors = (redis.exceptions.RedisError, OSError)
         self._bug_errors = (redis.exceptions.ResponseError,)
+        self._timeouts = (TimeoutError, asyncio.TimeoutError, redis.exceptions.TimeoutError)
         sources = {"open": _OPEN, "append": _APPEND, "end": _END, "read": _READ, "forget": _FORGET}
         self._scripts = {name: client.register_script(source) for name, source in sources.items()}
 
@@ -304,7 +309,7 @@ class RedisEventStore:
         try:
             with anyio.fail_after(self.timeout):
                 return await call(client)
-        except TimeoutError:
+        except self._timeouts:
             raise backend_unavailable(_WHAT, f"no answer within {self.timeout:g} s") from None
         except self._errors as error:
             if isinstance(error, self._bug_errors):  # Redis answered, and refused: a bug to look at
