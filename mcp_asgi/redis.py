@@ -20,18 +20,16 @@ The scripts touch keys of one session plus the index, so Redis Cluster is not su
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import time
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-import anyio
-
 from mcp_asgi.backend import new_worker_id
-from mcp_asgi.bus import Bus, backend_unavailable
+from mcp_asgi.bus import Bus
 from mcp_asgi.redis_events import RedisEventStore
+from mcp_asgi.redis_scripted import RedisScripted, import_redis
 from mcp_asgi.transports.events import EventStore
 from mcp_asgi.transports.sessions import (
     ANYONE,
@@ -123,17 +121,6 @@ return existed
 """
 
 
-def _import_redis() -> Any:
-    try:
-        import redis.asyncio
-        import redis.asyncio.retry
-        import redis.backoff
-        import redis.exceptions
-    except ImportError as exc:
-        raise ImportError("the Redis backend needs redis-py: pip install 'mcp-asgi[redis]'") from exc
-    return redis
-
-
 def _encode(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
@@ -142,12 +129,22 @@ def _pairs(fields: dict[str, Any]) -> list[str]:
     return [item for name, value in fields.items() for item in (name, _encode(value))]
 
 
-class RedisSessionStore:
+class RedisSessionStore(RedisScripted):
     """Session records in Redis, shared by every worker that uses the same server and prefix.
 
     Bound to a client by `RedisBackend.start()` (or `bind(client)`); the client is the
     worker's one connection pool, never one connection per session.
     """
+
+    what = _WHAT
+    sources = {
+        "create": _CREATE,
+        "get": _GET,
+        "update": _UPDATE,
+        "subscribe": _SUBSCRIBE,
+        "subscribed": _SUBSCRIBED,
+        "delete": _DELETE,
+    }
 
     def __init__(
         self,
@@ -173,35 +170,9 @@ class RedisSessionStore:
         # Milliseconds, at least 1: PEXPIRE 0 would delete the key.
         self._ttl_ms = max(1, round(idle_timeout * 1000)) if idle_timeout is not None else 0
         self._index = prefix + "sessions"
-        self._client: Redis | None = None
-        self._scripts: dict[str, Any] = {}
-        self._errors: tuple[type[BaseException], ...] = (OSError,)
-        self._bug_errors: tuple[type[BaseException], ...] = ()
-        # Our own deadline, or redis-py's socket timeout when it fires first (on Python 3.10 neither
-        # is the builtin TimeoutError's subclass of the other): both mean Redis did not answer.
-        self._timeouts: tuple[type[BaseException], ...] = (TimeoutError, asyncio.TimeoutError)
+        self._unbound()
         if client is not None:
             self.bind(client)
-
-    def bind(self, client: Redis | None) -> None:
-        """Use `client` (a redis-py asyncio client) from now on; None unbinds (the backend closed)."""
-        self._client = client
-        if client is None:
-            return
-        redis = _import_redis()
-        self._errors = (redis.exceptions.RedisError, OSError)
-        self._bug_errors = (redis.exceptions.ResponseError,)
-        self._timeouts = (TimeoutError, asyncio.TimeoutError, redis.exceptions.TimeoutError)
-        sources = {
-            "create": _CREATE,
-            "get": _GET,
-            "update": _UPDATE,
-            "subscribe": _SUBSCRIBE,
-            "subscribed": _SUBSCRIBED,
-            "delete": _DELETE,
-        }
-        # EVALSHA, loading the script again by itself after Redis restarted with an empty cache.
-        self._scripts = {name: client.register_script(source) for name, source in sources.items()}
 
     def _keys(self, session_id: str) -> tuple[str, str]:
         key = self.prefix + "session:" + session_id
@@ -209,21 +180,6 @@ class RedisSessionStore:
 
     async def _run(self, name: str, keys: list[str], args: list[Any]) -> Any:
         return await self._guarded(name, lambda client: self._scripts[name](keys=keys, args=args, client=client))
-
-    async def _guarded(self, name: str, call: Any) -> Any:
-        """`call(client)` awaited within the timeout; any failure to reach Redis becomes the 503 error."""
-        client = self._client
-        if client is None:
-            raise RuntimeError("RedisSessionStore is not connected: start its RedisBackend (or bind a client) first")
-        try:
-            with anyio.fail_after(self.timeout):
-                return await call(client)
-        except self._timeouts:
-            raise backend_unavailable(_WHAT, f"no answer within {self.timeout:g} s") from None
-        except self._errors as error:
-            if isinstance(error, self._bug_errors):  # Redis answered, and refused: a bug to look at
-                logger.warning("Redis session store call %s failed: %r", name, error)
-            raise backend_unavailable(_WHAT, type(error).__name__) from error
 
     async def create(self, record: SessionRecord) -> None:
         key, _ = self._keys(record.session_id)
@@ -355,7 +311,7 @@ class RedisBackend:
     async def start(self) -> None:
         if self._client is not None:
             return
-        redis = _import_redis()
+        redis = import_redis()
         pool = redis.asyncio.BlockingConnectionPool.from_url(
             self.url,
             max_connections=self.max_connections,

@@ -37,6 +37,7 @@ import anyio
 
 from mcp_asgi.bus import LocalFanout, LocalSubscription, backend_unavailable
 from mcp_asgi.protocol.jsonrpc import encode
+from mcp_asgi.redis_scripted import import_redis
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -45,17 +46,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger("mcp_asgi")
 
 _WHAT = "message bus (Redis)"
-
-
-def _import_redis() -> Any:
-    try:
-        import redis.asyncio
-        import redis.asyncio.retry
-        import redis.backoff
-        import redis.exceptions
-    except ImportError as exc:  # pragma: no cover - the test extras install redis
-        raise ImportError("RedisBus needs redis-py: pip install 'mcp-asgi[redis]'") from exc
-    return redis
 
 
 def _text(value: Any) -> str:
@@ -100,7 +90,7 @@ class RedisBus:
             raise ValueError("`health_interval` must be a positive number of seconds")
         if not (len(backoff) == 2 and 0 < backoff[0] <= backoff[1]):
             raise ValueError("`backoff` must be (first, longest) delays in seconds with 0 < first <= longest")
-        redis = _import_redis()
+        redis = import_redis()
         if isinstance(client_or_url, str):
             # One immediate retry replaces a connection Redis dropped (a restart); more would only
             # spend the call's timeout on a server that is down, so an outage is a prompt 503.

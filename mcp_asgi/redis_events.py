@@ -29,7 +29,6 @@ The scripts touch keys they are not given, so Redis Cluster is not supported.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import secrets
@@ -37,8 +36,8 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from mcp_asgi.bus import backend_unavailable
 from mcp_asgi.protocol.jsonrpc import encode
+from mcp_asgi.redis_scripted import RedisScripted
 from mcp_asgi.transports.events import Replay, StoredEvent, _is_seq, check_event_limits
 
 if TYPE_CHECKING:
@@ -204,21 +203,12 @@ return #ids
 )
 
 
-def _import_redis() -> Any:
-    try:
-        import redis.asyncio
-        import redis.exceptions
-    except ImportError as exc:  # pragma: no cover - the test extras install redis
-        raise ImportError("RedisEventStore needs redis-py: pip install 'mcp-asgi[redis]'") from exc
-    return redis
-
-
 def _ms(seconds: float) -> int:
     # At least 1: PEXPIRE 0 would delete the key at once.
     return max(1, round(seconds * 1000))
 
 
-class RedisEventStore:
+class RedisEventStore(RedisScripted):
     """Events of resumable streams in Redis, shared by every worker with the same Redis and prefix.
 
     Same limits and meaning as `InMemoryEventStore`, plus `live_retention` (a stream
@@ -227,6 +217,9 @@ class RedisEventStore:
     `block_slice` (default: 0.5 s, or half the timeout if shorter) bounds one XREAD BLOCK;
     `max_blocking` bounds how many pooled connections live tails hold at once.
     """
+
+    what = _WHAT
+    sources = {"open": _OPEN, "append": _APPEND, "end": _END, "read": _READ, "forget": _FORGET}
 
     def __init__(
         self,
@@ -276,45 +269,12 @@ class RedisEventStore:
         # Key TTLs outlast the scripts' own deadlines, so a script always finds a stream's size to subtract.
         self._margin_ms = _ms(60.0)
         self._index_ms = _ms(max(live_retention, undelivered_retention) + 60.0)
-        self._client: Redis | None = None
-        self._scripts: dict[str, Any] = {}
-        self._errors: tuple[type[BaseException], ...] = (OSError,)
-        self._bug_errors: tuple[type[BaseException], ...] = ()
-        # Our own deadline, or redis-py's socket timeout when it fires first (on Python 3.10 neither
-        # is the builtin TimeoutError's subclass of the other): both mean Redis did not answer.
-        self._timeouts: tuple[type[BaseException], ...] = (TimeoutError, asyncio.TimeoutError)
+        self._unbound()
         if client is not None:
             self.bind(client)
 
-    def bind(self, client: Redis | None) -> None:
-        """Use `client` (a redis-py asyncio client, decode_responses=True) from now on; None unbinds."""
-        self._client = client
-        if client is None:
-            return
-        redis = _import_redis()
-        self._errors = (redis.exceptions.RedisError, OSError)
-        self._bug_errors = (redis.exceptions.ResponseError,)
-        self._timeouts = (TimeoutError, asyncio.TimeoutError, redis.exceptions.TimeoutError)
-        sources = {"open": _OPEN, "append": _APPEND, "end": _END, "read": _READ, "forget": _FORGET}
-        self._scripts = {name: client.register_script(source) for name, source in sources.items()}
-
     async def _run(self, name: str, args: list[Any]) -> Any:
         return await self._guarded(name, lambda client: self._scripts[name](keys=[], args=[self.prefix, *args]))
-
-    async def _guarded(self, name: str, call: Any) -> Any:
-        """`call(client)` within the timeout; failing to reach Redis becomes the 503 error."""
-        client = self._client
-        if client is None:
-            raise RuntimeError("RedisEventStore is not connected: start its RedisBackend (or bind a client) first")
-        try:
-            with anyio.fail_after(self.timeout):
-                return await call(client)
-        except self._timeouts:
-            raise backend_unavailable(_WHAT, f"no answer within {self.timeout:g} s") from None
-        except self._errors as error:
-            if isinstance(error, self._bug_errors):  # Redis answered, and refused: a bug to look at
-                logger.warning("Redis event store call %s failed: %r", name, error)
-            raise backend_unavailable(_WHAT, type(error).__name__) from error
 
     async def open_stream(self, session_id: str) -> str | None:
         stream_id = secrets.token_hex(8)
