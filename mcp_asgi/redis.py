@@ -251,6 +251,11 @@ class RedisSessionStore(RedisScripted):
         key, subscriptions = self._keys(session_id)
         return bool(await self._run("delete", [key, subscriptions, self._index], [session_id]))
 
+    async def alive(self, session_id: str) -> bool:
+        # EXISTS leaves the key's TTL alone: asking is not activity.
+        key, _ = self._keys(session_id)
+        return bool(await self._guarded("alive", lambda client: client.exists(key)))
+
 
 # A claim changes only while its holder's token is in it: compare and act, atomically.
 _REFRESH = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end return 0"

@@ -184,6 +184,22 @@ async def test_only_the_owners_reads_keep_a_session_alive(make_store: MakeStore)
     assert await store.get("left", principal="user:alice") is None  # 1.2 s without its owner: expired
 
 
+async def test_alive_says_whether_a_session_exists_and_is_not_activity(make_store: MakeStore) -> None:
+    store = await make_store(idle_timeout=1.0)
+    await store.create(record("asked"))
+    await store.create(record("deleted"))
+    assert await store.alive("asked") and await store.alive("deleted")
+    assert not await store.alive("never")
+    await store.delete("deleted")
+    assert not await store.alive("deleted")
+    # Asked every 0.3 s for 1.2 s with a 1 s idle timeout: asking kept nothing alive.
+    for _ in range(4):
+        await anyio.sleep(0.3)
+        await store.alive("asked")
+    assert not await store.alive("asked")
+    assert await store.get("asked") is None
+
+
 async def test_changes_from_two_workers_never_overwrite_each_other(make_store: MakeStore) -> None:
     first = await make_store()
     second = await make_store(same_as=first)

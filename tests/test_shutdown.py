@@ -7,6 +7,7 @@ host with `mount()`, a Starlette host with `combine_lifespans`) and `run(transpo
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sys
 import threading
@@ -93,6 +94,46 @@ def test_sigterm_ends_an_open_legacy_sse_stream_under_plain_uvicorn() -> None:
     finally:
         proc.kill()
     assert proc.popen.returncode == -signal.SIGTERM
+    assert "Application shutdown complete" in proc.stderr
+
+
+@pytest.mark.parametrize("backend", ["memory", "redis"])
+def test_sigterm_never_waits_for_a_question_the_client_does_not_answer(backend: str, request: Any) -> None:
+    # Before: the question's 300 s timeout held the worker (and uvicorn's master) for 5 minutes.
+    env = dict(os.environ)
+    if backend == "redis":
+        env.update(MCP_ASGI_REDIS_URL=request.getfixturevalue("redis_url"), MCP_ASGI_STATE_SECRET="s")
+    port = free_port()
+    proc = Proc([sys.executable, "-m", "uvicorn", f"{APP_MODULE}:app", "--port", str(port)], env=env)
+    url = f"http://127.0.0.1:{port}/mcp"
+    try:
+        proc.wait_for_stderr("Application startup complete")
+        with httpx.Client(timeout=20) as http:
+            init = {
+                "jsonrpc": "2.0",
+                "id": 0,
+                "method": "initialize",
+                "params": {"protocolVersion": "2025-06-18", "capabilities": {"elicitation": {}}},
+            }
+            session = http.post(url, json=init, headers={"accept": ACCEPT}).headers["mcp-session-id"]
+            headers = {"accept": ACCEPT, "mcp-session-id": session, "mcp-protocol-version": "2025-06-18"}
+            body = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "ask"}}
+            with http.stream("POST", url, json=body, headers=headers) as reply:
+                lines = reply.iter_lines()
+                question = next(json.loads(line[5:]) for line in lines if line.startswith("data:"))
+                assert question["method"] == "elicitation/create"
+                started = time.monotonic()
+                proc.popen.send_signal(signal.SIGTERM)
+                rest = data_frames(lines)
+                answered = time.monotonic() - started
+        proc.popen.wait(10)
+        stopped = time.monotonic() - started
+    finally:
+        proc.kill()
+    # The default graceful period (5 s), then the call's answer is the shutdown error.
+    assert rest == [{"jsonrpc": "2.0", "id": 1, "error": {"code": -32603, "message": "Server shutting down"}}]
+    assert 4.5 <= answered < 7
+    assert stopped < 8
     assert "Application shutdown complete" in proc.stderr
 
 

@@ -19,7 +19,7 @@ import anyio
 import httpx
 import pytest
 
-from mcp_asgi import Context, MCPServer
+from mcp_asgi import Context, InMemorySessionStore, MCPServer
 from mcp_asgi.redis import RedisBackend
 from tests.conftest import serve
 from tests.http_helpers import ACCEPT
@@ -131,19 +131,27 @@ def quick_workers(request: pytest.FixtureRequest) -> Iterator[Workers]:
         yield made
 
 
+@pytest.fixture(params=["redis", "memory"])
+def expiring_workers(request: pytest.FixtureRequest) -> Iterator[Workers]:
+    """Workers whose sessions expire after 1 s without a request."""
+    with _workers(request, idle_timeout=1.0) as made:
+        yield made
+
+
 @contextlib.contextmanager
-def _workers(request: pytest.FixtureRequest, **app_options: Any) -> Iterator[Workers]:
+def _workers(request: pytest.FixtureRequest, idle_timeout: float = 3600.0, **app_options: Any) -> Iterator[Workers]:
     flags = Flags()
     if request.param == "memory":
-        with serve(build(flags).http_app(**app_options)) as base:
+        store = InMemorySessionStore(idle_timeout=idle_timeout)
+        with serve(build(flags).http_app(session_store=store, **app_options)) as base:
             yield Workers([f"{base}/mcp"] * 2, flags)
         return
     redis_url = request.getfixturevalue("redis_url")
     prefix = f"two-workers-{uuid.uuid4().hex[:8]}:"
 
     def app() -> Any:
-        mcp = build(flags, state_secret="shared", backend=RedisBackend(redis_url, prefix=prefix))
-        return mcp.http_app(**app_options)
+        backend = RedisBackend(redis_url, prefix=prefix, idle_timeout=idle_timeout)
+        return build(flags, state_secret="shared", backend=backend).http_app(**app_options)
 
     with serve(app()) as one, serve(app()) as two:
         yield Workers([f"{one}/mcp", f"{two}/mcp"], flags)
@@ -307,6 +315,29 @@ async def test_delete_on_one_worker_ends_the_stream_the_calls_and_the_questions_
                 await _wait(workers.flags.elicit_failed)
                 with anyio.fail_after(5):
                     await frames.done.wait()  # the GET stream on the other worker ended
+        gone = await http.post(two, json=rpc("tools/list"), headers=headers)
+        assert gone.status_code == 404
+
+
+async def test_a_question_fails_soon_after_its_session_expires(expiring_workers):
+    workers = expiring_workers
+    one, two = workers.urls
+    async with httpx.AsyncClient(timeout=10) as http:
+        headers = await workers.initialize(http, {"elicitation": {}})
+        # Asked on the first worker: the client never answers, nor sends anything else.
+        async with http.stream("POST", one, json=rpc("tools/call", {"name": "ask"}, 3), headers=headers) as call:
+            frames = Frames(call)
+            async with anyio.create_task_group() as group:
+                group.start_soon(frames.pump)
+                (question,) = await frames.take(1, 3)
+                assert question["method"] == "elicitation/create"
+                with anyio.fail_after(4):  # 1 s to expire, then at most 1 s to notice; not the 300 s timeout
+                    (reply,) = await frames.take(1, 4)
+                group.cancel_scope.cancel()
+        assert workers.flags.elicit_failed.is_set()
+        # The tool let the error through: the call's answer is that JSON-RPC error.
+        ended = "The session ended while elicitation/create waited for the client's answer"
+        assert reply == {"jsonrpc": "2.0", "id": 3, "error": {"code": -32600, "message": ended}}
         gone = await http.post(two, json=rpc("tools/list"), headers=headers)
         assert gone.status_code == 404
 

@@ -32,24 +32,48 @@ class PendingRequests:
     receive by guessing its id.
     """
 
-    def __init__(self, *, timeout: float = 300.0, worker_id: str = "local") -> None:
+    def __init__(self, *, timeout: float = 300.0, worker_id: str = "local", check_every: float = 1.0) -> None:
         if "-" in worker_id or not worker_id:
             raise ValueError("`worker_id` must be a non-empty name without '-'")
         self.timeout = timeout
+        # How often a request with an `alive` probe asks whether its channel still exists.
+        self.check_every = check_every
         self.worker_id = worker_id
         self._waiting: dict[tuple[Any, RequestId], asyncio.Future[Any]] = {}
 
     async def ask(
-        self, channel: Any, method: str, params: dict[str, Any], send: Callable[[dict[str, Any]], Awaitable[None]]
+        self,
+        channel: Any,
+        method: str,
+        params: dict[str, Any],
+        send: Callable[[dict[str, Any]], Awaitable[None]],
+        *,
+        alive: Callable[[], Awaitable[bool]] | None = None,
     ) -> Any:
-        """Send `method` with `send` and await the result the client returns on `channel`."""
+        """Send `method` with `send` and await the result the client returns on `channel`.
+
+        With `alive`, the wait also ends (with an error) once `alive()` says the channel is
+        gone: a session that expired while its client was away, on this worker or another,
+        is noticed within `check_every` seconds instead of at the end of `timeout`.
+        """
         request_id = f"{ID_PREFIX}{self.worker_id}-{secrets.token_urlsafe(16)}"
         answer: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._waiting[(channel, request_id)] = answer
         try:
             await send(request(request_id, method, params))
             with anyio.fail_after(self.timeout):
-                return await answer
+                if alive is None:
+                    return await answer
+                while True:
+                    # asyncio.wait leaves the future alone when it times out (awaiting it would cancel it).
+                    done, _ = await asyncio.wait((answer,), timeout=self.check_every)
+                    if done:
+                        return answer.result()
+                    if not await alive():
+                        raise MCPError(
+                            INVALID_REQUEST,
+                            f"The session ended while {method} waited for the client's answer",
+                        )
         finally:
             self._waiting.pop((channel, request_id), None)
 

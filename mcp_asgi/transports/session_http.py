@@ -210,7 +210,17 @@ async def _request_client(
                 "and the session has no open GET stream",
             )
 
-    return await endpoint.pending.ask(session_id, method, params, deliver)
+    alive = getattr(endpoint.sessions, "alive", None)  # optional in a SessionStore
+    if session_id is None or alive is None:
+        return await endpoint.pending.ask(session_id, method, params, deliver)
+
+    async def session_alive() -> bool:
+        try:
+            return await alive(session_id)
+        except MCPError:
+            return True  # the store is unreachable, not the session gone: the timeout still bounds the wait
+
+    return await endpoint.pending.ask(session_id, method, params, deliver, alive=session_alive)
 
 
 async def _initialize(endpoint: StreamableHTTPEndpoint, request: Request, send: Send, message: dict[str, Any]) -> None:

@@ -239,6 +239,14 @@ class SessionStore(Protocol):
         """End a session; False if it did not exist."""
         ...
 
+    async def alive(self, session_id: str) -> bool:
+        """Whether the session exists now (not ended, not expired); not activity.
+
+        Optional: a request the server sent the client polls it while it waits, so a session
+        that expires meanwhile fails it at once. Without it, only the request's timeout ends it.
+        """
+        ...
+
 
 class InMemorySessionStore:
     """Sessions in this process's memory; idle ones expire after `idle_timeout` seconds.
@@ -325,6 +333,9 @@ class InMemorySessionStore:
 
     async def delete(self, session_id: str) -> bool:
         return self._records.pop(session_id, None) is not None
+
+    async def alive(self, session_id: str) -> bool:
+        return self._live(session_id) is not None
 
     async def sweep(self) -> int:
         """Drop the expired records now; how many were dropped."""
