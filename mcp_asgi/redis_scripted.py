@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -20,6 +21,11 @@ if TYPE_CHECKING:
     from redis.asyncio import Redis
 
 logger = logging.getLogger("mcp_asgi")
+
+# Every request of a 2025 session on Redis passes through `_guarded`: asyncio's own timeout is a
+# timer handle, an anyio cancel scope costs several times more (docs/design.md, "One concurrency
+# library"). Python 3.10 has no asyncio.timeout.
+_ASYNCIO_TIMEOUT = sys.version_info >= (3, 11)
 
 
 def import_redis() -> Any:
@@ -71,6 +77,9 @@ class RedisScripted:
                 f"{type(self).__name__} is not connected: start its RedisBackend (or bind a client) first"
             )
         try:
+            if _ASYNCIO_TIMEOUT:
+                async with asyncio.timeout(self.timeout):  # type: ignore[attr-defined]
+                    return await call(client)
             with anyio.fail_after(self.timeout):
                 return await call(client)
         except self._timeouts:
