@@ -348,3 +348,13 @@ def test_a_missing_pyjwt_is_named_with_the_extra_to_install() -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], check=True, timeout=30, capture_output=True, text=True)
     assert "pip install 'mcp-asgi[jwt]'" in result.stdout
+
+
+def test_one_verifier_serves_several_event_loops(auth_server: AuthServer) -> None:
+    # A verifier built once at import time outlives the loop of its first request (tests, a
+    # second asyncio.run): its HTTP client and its shared fetch must follow the running loop.
+    verifier = verifier_for(auth_server, jwks_cache_ttl=0.05)
+    assert asyncio.run(verifier(mint(KEY))) is not None
+    time.sleep(0.1)
+    assert asyncio.run(verifier(mint(KEY))) is not None
+    assert auth_server.jwks_requests == 2
