@@ -104,9 +104,11 @@ def modern(name: str, arguments: dict[str, Any], method: str = "tools/call", **m
     return json.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}), headers
 
 
+INITIALIZE = {"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {"protocolVersion": "2025-11-25"}}
+
+
 def new_session(server: Server) -> str:
-    init = {"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {"protocolVersion": "2025-11-25"}}
-    _, headers, _ = post(server.url(), init, {"Accept": ACCEPT})
+    _, headers, _ = post(server.url(), INITIALIZE, {"Accept": ACCEPT})
     session = headers["mcp-session-id"]
     initialized = {"jsonrpc": "2.0", "method": "notifications/initialized"}
     post(server.url(), initialized, {"Accept": ACCEPT, "Mcp-Session-Id": session, "MCP-Protocol-Version": "2025-11-25"})
@@ -137,7 +139,7 @@ def wrk(url: str, script: str, env: dict[str, str], seconds: float, connections:
 
 
 @dataclass
-class Path_:
+class Row:
     """One row of the table: how to load one server."""
 
     name: str
@@ -150,34 +152,37 @@ class Path_:
 
 
 PATHS = [
-    Path_("bare Starlette route (baseline)", "bare", lambda s: modern("echo", {"text": "hello"})),
-    Path_("2026-07-28 tools/call, async tool, text", "mcp", lambda s: modern("echo", {"text": "hello"})),
-    Path_("2026-07-28 tools/call, async tool, structured", "mcp", lambda s: modern("add", {"a": 1, "b": 2})),
-    Path_("2026-07-28 tools/call, sync tool, text", "mcp", lambda s: modern("echo_sync", {"text": "hello"})),
-    Path_("2026-07-28 tools/call, sync tool, structured", "mcp", lambda s: modern("add_sync", {"a": 1, "b": 2})),
-    Path_(
+    Row("bare Starlette route (baseline)", "bare", lambda s: modern("echo", {"text": "hello"})),
+    Row("2026-07-28 tools/call, async tool, text", "mcp", lambda s: modern("echo", {"text": "hello"})),
+    Row("2026-07-28 tools/call, async tool, structured", "mcp", lambda s: modern("add", {"a": 1, "b": 2})),
+    Row("2026-07-28 tools/call, sync tool, text", "mcp", lambda s: modern("echo_sync", {"text": "hello"})),
+    Row("2026-07-28 tools/call, sync tool, structured", "mcp", lambda s: modern("add_sync", {"a": 1, "b": 2})),
+    Row(
         "2026-07-28 tools/call, one progress notification (SSE)",
         "mcp",
         lambda s: modern("progress", {"text": "hello"}, progressToken="p"),
     ),
-    Path_("2026-07-28 tools/list, 50 tools", "list", lambda s: modern("", {}, method="tools/list")),
-    Path_("2025-11-25 session tools/call, JSON reply", "mcp", lambda s: session_call(s, "echo")),
-    Path_("2025-11-25 session tools/call, SSE reply (progress)", "mcp", lambda s: session_call(s, "progress", progressToken="p")),
-    Path_("2025-11-25 session tools/call, JSON reply, Redis", "redis", lambda s: session_call(s, "echo")),
-    Path_("legacy HTTP+SSE tools/call (results on the stream)", "sse", legacy=True),
-    Path_("initialize + initialized + DELETE (handshakes/s)", "mcp", script="handshake.lua", unit="per_s", divide=3),
+    Row("2026-07-28 tools/list, 50 tools", "list", lambda s: modern("", {}, method="tools/list")),
+    Row("2025-11-25 session tools/call, JSON reply", "mcp", lambda s: session_call(s, "echo")),
+    Row(
+        "2025-11-25 session tools/call, SSE reply (progress)",
+        "mcp",
+        lambda s: session_call(s, "progress", progressToken="p"),
+    ),
+    Row("2025-11-25 session tools/call, JSON reply, Redis", "redis", lambda s: session_call(s, "echo")),
+    Row("legacy HTTP+SSE tools/call (results on the stream)", "sse", legacy=True),
+    Row(
+        "initialize + initialized + DELETE (handshakes/s)",
+        "mcp",
+        lambda s: (json.dumps(INITIALIZE), {}),
+        script="handshake.lua",
+        unit="per_s",
+        divide=3,
+    ),
 ]
 
 
-def handshake(server: Server) -> tuple[str, dict[str, str]]:
-    init = {"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {"protocolVersion": "2025-11-25"}}
-    return json.dumps(init), {}
-
-
-PATHS[-1].prepare = handshake
-
-
-def measure(path: Path_, server: Server, seconds: float, connections: int, load_cpu: int | None) -> float:
+def measure(path: Row, server: Server, seconds: float, connections: int, load_cpu: int | None) -> float:
     """Operations per second of `path` on `server`."""
     if path.legacy:
         return measure_legacy(server, seconds, connections, load_cpu)
@@ -325,11 +330,13 @@ def table(rates: dict[str, dict[str, list[float]]], args: argparse.Namespace) ->
             elif path.unit == "per_s":
                 cells.append(f"{rate:,.0f}/s")
             elif path.server == "redis":
-                cells.append(f"{rate / bare[flavor]:.2f} ({rate / statistics.mean(rates[flavor][memory]):.2f}x in-memory)")
+                in_memory = statistics.mean(rates[flavor][memory])
+                cells.append(f"{rate / bare[flavor]:.2f} ({rate / in_memory:.2f}x in-memory)")
             else:
                 cells.append(f"{rate / bare[flavor]:.2f}")
         lines.append(f"| {path.name} | " + " | ".join(cells) + " |")
-    machine = f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_implementation()} {platform.python_version()}"
+    python = f"{platform.python_implementation()} {platform.python_version()}"
+    machine = f"{platform.machine()}, {os.cpu_count()} cores, {python}"
     lines.append("")
     lines.append(
         f"{args.rounds} interleaved round(s) of {args.seconds:g} s per path, {args.connections} connections "
