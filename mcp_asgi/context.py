@@ -20,6 +20,7 @@ from mcp_asgi.protocol.mrtr import (
 if TYPE_CHECKING:
     from starlette.requests import Request
 
+    from mcp_asgi.auth.tokens import AccessToken
     from mcp_asgi.protocol.dispatch import Call
     from mcp_asgi.server import MCPServer
 
@@ -42,6 +43,16 @@ class Context:
     def request(self) -> Request | None:
         """The Starlette `Request` of this MCP call (`None` over stdio)."""
         return self._call.request
+
+    @property
+    def access_token(self) -> AccessToken | None:
+        """The verified token of this request under `auth=BearerAuth(...)`; None otherwise (and over stdio).
+
+        Its user is `ctx.request.user` (`identity`, `display_name`) and its scopes
+        `ctx.request.auth.scopes`, the Starlette way.
+        """
+        request = self._call.request
+        return request.scope.get("mcp_asgi.access_token") if request is not None else None
 
     @property
     def app(self) -> Any:

@@ -46,6 +46,7 @@ APP_OPTIONS = frozenset(
         "sse_retry_interval",
         "max_in_flight",
         "backend",
+        "auth",
     }
 )
 # Calls still running when shutdown begins get this long to finish, then a JSON-RPC error.

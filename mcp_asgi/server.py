@@ -37,6 +37,7 @@ from mcp_asgi.transports.sweeper import SessionSweeper
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
+    from mcp_asgi.auth.bearer import BearerAuth, HostAuth
     from mcp_asgi.backend import Backend
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -158,6 +159,7 @@ class MCPServer:
         state_secret: str | bytes | None = None,
         mask_error_details: bool = False,
         backend: Backend | None = None,
+        auth: BearerAuth | HostAuth | None = None,
     ) -> None:
         if page_size is not None and page_size < 1:
             raise ValueError("`page_size` must be a positive number of items, or None for no pagination")
@@ -199,6 +201,8 @@ class MCPServer:
         # Drops idle sessions of every app built by http_app() while the lifespan runs.
         self._sweeper = SessionSweeper()
         self._core = ProtocolCore(self, self._registry, self._hub, self._state_codec, self._make_context)
+        # Who may call the MCP endpoint over HTTP (stdio is unaffected); `http_app(auth=)` wins.
+        self.auth = _checked_auth(auth)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r})"
@@ -432,6 +436,7 @@ class MCPServer:
         body_timeout: float = 30.0,
         max_in_flight: int = 64,
         backend: Backend | None = None,
+        auth: BearerAuth | HostAuth | None = None,
     ) -> MCPApp:
         """A Starlette app serving this server; mount it anywhere or run it with uvicorn.
 
@@ -442,6 +447,8 @@ class MCPServer:
         past that a request gets 503 with JSON-RPC error -32000.
         `backend` (default: the server's, else `MCP_ASGI_REDIS_URL`, else in memory) holds sessions,
         events and cross-worker messages; `session_store`/`event_store` fill an in-memory one.
+        `auth` (default: the server's) protects every MCP request (see `mcp_asgi.auth`); the app then
+        serves the endpoint's RFC 9728 metadata at `/.well-known/oauth-protected-resource{path}`.
         """
         if transport not in (*HTTP_TRANSPORTS, "sse"):
             raise ValueError(f"`transport` must be one of {', '.join(HTTP_TRANSPORTS)}, sse; got {transport!r}")
@@ -459,6 +466,12 @@ class MCPServer:
         # middleware allows are allowed too.
         guard = HostOriginGuard(allowed_hosts, allowed_origins, cors=cors_origins(middleware or ()))
         backend = self._resolve_backend(backend, session_store, event_store)
+        chosen_auth = _checked_auth(auth) or self.auth
+        gate = None
+        if chosen_auth is not None:
+            from mcp_asgi.auth.bearer import AuthGate
+
+            gate = AuthGate(chosen_auth, path)
         endpoint: Any
         if transport == "sse":
             from mcp_asgi.transports.sse import build_sse_routes
@@ -476,6 +489,7 @@ class MCPServer:
                 guard=guard,
                 body_timeout=body_timeout,
                 max_in_flight=max_in_flight,
+                gate=gate,
             )
         else:
             endpoint = StreamableHTTPEndpoint(
@@ -490,15 +504,23 @@ class MCPServer:
                 body_timeout=body_timeout,
                 max_in_flight=max_in_flight,
             )
+            endpoint.gate = gate
             routes = [EndpointRoute(path, endpoint, name="mcp")]
         self._sweeper.watch(endpoint.sessions)
         self._backends.add(backend)
         routes = [*routes, *(guarded_route(guard, r) if guarded else r for r, guarded in self._custom_routes)]
+        if gate is not None:
+            from mcp_asgi.auth.metadata import app_routes
+
+            routes = [*routes, *app_routes(gate.auth, path)]
         app = MCPApp(debug=debug, routes=routes, middleware=list(middleware or ()), lifespan=self._lifespan)
         app.mcp_server = self
         app.state.mcp_server = self
         app.state.fastmcp_server = self
         app.state.mcp_endpoint = endpoint
+        app.state.mcp_auth_gate = gate
+        if gate is not None:
+            gate.app = app
         return app
 
     def _resolve_backend(
@@ -560,6 +582,14 @@ class MCPServer:
     def __mcp_asgi_app__(self) -> MCPApp:
         """The app `mount()` and `combine_lifespans()` use: the endpoint at the mount root."""
         return self.http_app(path="/")
+
+
+def _checked_auth(auth: Any) -> BearerAuth | HostAuth | None:
+    if auth is None:
+        return None
+    from mcp_asgi.auth.bearer import check_auth
+
+    return check_auth(auth)
 
 
 FastMCP = MCPServer

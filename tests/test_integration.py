@@ -544,7 +544,7 @@ async def test_cors_preset_lets_a_browser_page_talk_mcp() -> None:
     assert response.status_code == 200
     assert response.headers["access-control-allow-origin"] == page
     exposed = {name.strip().lower() for name in response.headers["access-control-expose-headers"].split(",")}
-    assert exposed == {"mcp-session-id", "mcp-protocol-version"}
+    assert exposed == {"mcp-session-id", "mcp-protocol-version", "www-authenticate"}
     assert re.fullmatch(r"[0-9a-f]{32}", response.headers["mcp-session-id"])
 
 

@@ -30,7 +30,8 @@ MCP_ALLOW_HEADERS = (
     "Content-Type",
     "Accept",
 )
-MCP_EXPOSE_HEADERS = ("Mcp-Session-Id", "MCP-Protocol-Version")
+# WWW-Authenticate: a browser client must read the 401 challenge to find the authorization server.
+MCP_EXPOSE_HEADERS = ("Mcp-Session-Id", "MCP-Protocol-Version", "WWW-Authenticate")
 
 
 def cors_middleware(

@@ -1,7 +1,8 @@
 """Mount an MCP app (or any ASGI app) in a Starlette/FastAPI app, lifespan included.
 
 A plain `app.mount("/mcp", mcp_app)` serves the routes but never runs the mounted app's
-lifespan, and `POST /mcp` gets a 307 to `/mcp/`. `mount()` fixes both.
+lifespan, and `POST /mcp` gets a 307 to `/mcp/`. `mount()` fixes both, and registers the
+RFC 9728 metadata of a protected MCP server at the host's root.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from starlette.routing import Match, Mount, Router, compile_path
 from starlette.types import ASGIApp, Scope
 
 from mcp_asgi.asgi.lifespan import combine_lifespans
+from mcp_asgi.auth.resource import METADATA_BASE
 
 __all__ = ["ExactMount", "mount"]
 
@@ -23,6 +25,8 @@ def mount(app: Any, path: str, target: Any, *, name: str | None = None) -> None:
     {path}` and `{path}/...` both reach it without a redirect. The host's lifespan is
     wrapped, whether it came from `lifespan=`, from `on_startup` handlers or was absent, so
     starting the host (uvicorn, `TestClient`, an outer `mount`) starts the target too.
+    A server built with `auth=` gets its RFC 9728 metadata served by `app` at
+    `/.well-known/oauth-protected-resource{path}` (no token needed), which its 401 challenges name.
 
         app = FastAPI()
         mount(app, "/mcp", mcp)
@@ -38,7 +42,16 @@ def mount(app: Any, path: str, target: Any, *, name: str | None = None) -> None:
     if target_app is app:
         raise ValueError("mount() `target` cannot be `app` itself: its lifespan would enter itself forever")
 
-    router.routes.append(ExactMount(path, app=target_app, name=name))
+    gate = getattr(getattr(target_app, "state", None), "mcp_auth_gate", None)
+    metadata_for = None
+    if gate is not None:
+        from mcp_asgi.auth.metadata import metadata_routes
+
+        # First: a catch-all mount of the host (a SPA's static files, say) must not shadow it.
+        endpoint_path = path.rstrip("/") + gate.endpoint_path
+        router.routes[:0] = metadata_routes(gate.auth, endpoint_path.rstrip("/") or "/")
+        metadata_for = target_app
+    router.routes.append(ExactMount(path, app=target_app, name=name, metadata_for=metadata_for))
     router.lifespan_context = combine_lifespans(router.lifespan_context, target_app)
 
 
@@ -62,13 +75,25 @@ class ExactMount(Mount):
     `/mcp` this route hands the app the scope Mount would give `/mcp/`: `root_path` grows by
     the matched prefix and `path` keeps the full path (now with a trailing slash), so the
     mounted app routes it as `/` and builds its URLs from `root_path` as usual.
+
+    `metadata_for` is the mounted MCP app whose metadata `mount()` registered on the host: the
+    requests routed to it carry the host's `root_path`, so its challenges point at that copy.
     """
 
-    def __init__(self, path: str, app: ASGIApp, name: str | None = None) -> None:
+    def __init__(
+        self, path: str, app: ASGIApp, name: str | None = None, *, metadata_for: ASGIApp | None = None
+    ) -> None:
         super().__init__(path, app=app, name=name)
         self.exact_regex, _, self.exact_convertors = compile_path(self.path or "/")
+        self.metadata_for = metadata_for
 
     def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        match, child_scope = self._matches(scope)
+        if match is not Match.NONE and self.metadata_for is not None:
+            child_scope[METADATA_BASE] = (self.metadata_for, scope.get("root_path", ""))
+        return match, child_scope
+
+    def _matches(self, scope: Scope) -> tuple[Match, Scope]:
         match, child_scope = super().matches(scope)
         if match is not Match.NONE or scope["type"] not in ("http", "websocket") or not self.path:
             return match, child_scope

@@ -50,6 +50,7 @@ from mcp_asgi.transports.http_common import (
 from mcp_asgi.transports.sessions import InMemorySessionStore, SessionRecord, SessionStore, new_session_id
 
 if TYPE_CHECKING:
+    from mcp_asgi.auth.bearer import AuthGate
     from mcp_asgi.backend import Backend
     from mcp_asgi.server import MCPServer
 
@@ -310,8 +311,10 @@ def build_sse_routes(
     body_timeout: float = BODY_TIMEOUT,
     max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
     backend: Backend | None = None,
+    gate: AuthGate | None = None,
 ) -> tuple[SSEEndpoint, list[BaseRoute]]:
     """The endpoint and routes `http_app(transport="sse")` serves."""
+    from mcp_asgi.auth.bearer import protected
     from mcp_asgi.server import EndpointRoute
 
     if json_response or stateless:
@@ -329,6 +332,9 @@ def build_sse_routes(
         backend=backend,
     )
     stream, messages = endpoint.stream, endpoint.messages
+    if gate is not None:
+        # Inside the guard: a request is checked for its Host/Origin first, then for its token.
+        stream, messages = protected(gate, stream), protected(gate, messages)
     if guard is not None:
         stream, messages = guarded(guard, stream), guarded(guard, messages)
     routes: list[BaseRoute] = [

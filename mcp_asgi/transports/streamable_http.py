@@ -48,6 +48,7 @@ from mcp_asgi.transports.session_relay import SessionRelay
 from mcp_asgi.transports.sessions import SessionStore
 
 if TYPE_CHECKING:
+    from mcp_asgi.auth.bearer import AuthGate
     from mcp_asgi.server import MCPServer
 
 logger = logging.getLogger("mcp_asgi")
@@ -102,12 +103,16 @@ class StreamableHTTPEndpoint:
         # 2025-11-25 sessions: SSE replies are resumable from here, and clients reconnect after this long.
         self.events: EventStore = backend.events
         self.sse_retry_ms = round(sse_retry_interval * 1000)
+        # `auth=` of the app: checked after the Host/Origin guard, before anything of the request runs.
+        self.gate: AuthGate | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = header_map(scope)
         refused = self.guard.check(scope, headers) if self.guard is not None else None
         if refused is not None:
             await send_error(send, refused)
+            return
+        if self.gate is not None and not await self.gate.admit(scope, send):
             return
         method = scope["method"]
         if method in ("GET", "DELETE"):

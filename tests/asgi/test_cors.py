@@ -74,7 +74,7 @@ def test_session_headers_are_exposed_to_page_scripts(server_factory: Any) -> Non
     assert re.fullmatch(r"[0-9a-f]{32}", response.headers["mcp-session-id"])
     assert response.headers["access-control-allow-origin"] == ORIGIN
     exposed = [h.strip() for h in response.headers["access-control-expose-headers"].split(",")]
-    assert exposed == ["Mcp-Session-Id", "MCP-Protocol-Version", "X-Trace"]
+    assert exposed == ["Mcp-Session-Id", "MCP-Protocol-Version", "WWW-Authenticate", "X-Trace"]
 
 
 def test_mcp_param_headers_must_be_listed(server_factory: Any) -> None:
