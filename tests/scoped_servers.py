@@ -141,12 +141,9 @@ class Endpoint:
         """Start the 2025 session (as user "tester", whatever the scopes of later requests); 2026 has none."""
         if self.version == MODERN:
             return self
-        body = {
-            "jsonrpc": "2.0",
-            "id": 0,
-            "method": "initialize",
-            "params": {"protocolVersion": self.version, "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}},
-        }
+        client_info = {"name": "t", "version": "0"}
+        params = {"protocolVersion": self.version, "capabilities": {}, "clientInfo": client_info}
+        body = {"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": params}
         response = await self.http.post(self.url, json=body, headers={"accept": ACCEPT, **_auth(scopes)})
         assert response.status_code == 200, response.text
         self.session_id = response.headers["mcp-session-id"]

@@ -11,6 +11,7 @@ import sys
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
+import anyio
 import httpx
 import pytest
 from mcp import Client, StdioServerParameters
@@ -151,8 +152,6 @@ def test_error_headers_go_out_with_an_error_answered_before_any_reply():
         sent.append(message)
 
     error = MCPError(INTERNAL_ERROR, "no", http_status=403, headers={"WWW-Authenticate": 'Bearer error="x"'})
-    import anyio
-
     anyio.run(send_error, send, error, 1, [(b"allow", b"POST")])
     assert sent[0]["status"] == 403
     assert (b"allow", b"POST") in sent[0]["headers"]
