@@ -15,6 +15,17 @@ component on a server without auth is closed over HTTP, never silently open.
 Only HTTP requests are checked. Over stdio the client is the local process that started
 the server, trusted like its user, and there is no token to read scopes from.
 
+Where the 403 cannot be a status: a reply already streaming as SSE (progress sent before a
+tool read a scoped resource) ends with the same JSON-RPC error as its last event, and the
+legacy HTTP+SSE transport (each POST is 202 before the call runs) sends it on the stream,
+having checked the scopes of the request that opened the stream.
+
+Scopes match as exact strings: a broader scope that implies narrower ones is expressed by
+the verifier (or the host's backend) granting the narrower ones too. With
+`MCPServer(hide_unauthorized=True)` lists over HTTP leave out what the request may not use
+(and are then `cacheScope: "private"`); a hidden component called by name still gets the
+403, so a client that knows it can step up.
+
 Imports nothing above `protocol/` (the protocol core calls it) but Starlette's types.
 """
 
