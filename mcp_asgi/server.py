@@ -160,7 +160,10 @@ class MCPServer:
         mask_error_details: bool = False,
         backend: Backend | None = None,
         auth: BearerAuth | HostAuth | None = None,
+        hide_unauthorized: bool = False,
     ) -> None:
+        if not isinstance(hide_unauthorized, bool):
+            raise TypeError(f"`hide_unauthorized` must be True or False, got {hide_unauthorized!r}")
         if page_size is not None and page_size < 1:
             raise ValueError("`page_size` must be a positive number of items, or None for no pagination")
         if cache_ttl_ms < 0:
@@ -173,6 +176,8 @@ class MCPServer:
         self.context_class = context_class
         # True: an unexpected exception reaches the client as "Error calling tool 'x'", its text only the log.
         self.mask_error_details = mask_error_details
+        # True: lists over HTTP leave out what the request lacks the scopes for (False: listed, refused on use).
+        self.hide_unauthorized = hide_unauthorized
         self.server_info: dict[str, Any] = {"name": name, "version": version}
         if title:
             self.server_info["title"] = title
@@ -220,7 +225,8 @@ class MCPServer:
         """Register a function as a tool: `@mcp.tool`, `@mcp.tool()` or `@mcp.tool(name=...)`.
 
         The options (`name`, `title`, `description`, `annotations`, `icons`, `meta`,
-        `input_schema`, `output_schema`, `structured_output`) are `ToolOptions`.
+        `input_schema`, `output_schema`, `structured_output`, `scopes`) are `ToolOptions`.
+        `scopes=["notes:write"]`: an HTTP request must be granted them, else 403.
         """
         if isinstance(fn, str):
             raise TypeError("Use @mcp.tool(name='...') to name a tool; the first argument is the function")
@@ -276,8 +282,12 @@ class MCPServer:
         icons: list[dict[str, Any]] | None = None,
         meta: dict[str, Any] | None = None,
         size: int | None = None,
+        scopes: Sequence[str] | set[str] | None = None,
     ) -> Callable[[F], F]:
-        """Register a resource at `uri`; a URI with `{param}` parts makes a resource template."""
+        """Register a resource at `uri`; a URI with `{param}` parts makes a resource template.
+
+        `scopes=["files:read"]`: an HTTP request must be granted them to read it, else 403.
+        """
         if not isinstance(uri, str) or callable(uri):
             raise TypeError("@mcp.resource needs the URI: @mcp.resource('data://config')")
         localns = caller_namespace()
@@ -293,6 +303,7 @@ class MCPServer:
                 meta=meta,
                 localns=localns,
                 mask_error_details=self.mask_error_details,
+                scopes=scopes,
             )
             if is_template(uri):
                 self._registry.add("templates", uri, ResourceTemplate(func, uri, **options))
@@ -313,8 +324,12 @@ class MCPServer:
         description: str | None = None,
         icons: list[dict[str, Any]] | None = None,
         meta: dict[str, Any] | None = None,
+        scopes: Sequence[str] | set[str] | None = None,
     ) -> Any:
-        """Register a prompt: `@mcp.prompt`, `@mcp.prompt()` or `@mcp.prompt(name=...)`."""
+        """Register a prompt: `@mcp.prompt`, `@mcp.prompt()` or `@mcp.prompt(name=...)`.
+
+        `scopes=["reports:read"]`: an HTTP request must be granted them to get it, else 403.
+        """
         if isinstance(fn, str):
             raise TypeError("Use @mcp.prompt(name='...') to name a prompt; the first argument is the function")
         localns = caller_namespace()
@@ -329,6 +344,7 @@ class MCPServer:
                 meta=meta,
                 localns=localns,
                 mask_error_details=self.mask_error_details,
+                scopes=scopes,
             )
             self._registry.add("prompts", prompt.name, prompt)
             self._hub.publish(("prompts",))

@@ -17,6 +17,7 @@ _EXPORTS = {
     "BearerAuth": "mcp_asgi.auth.bearer",
     "HostAuth": "mcp_asgi.auth.bearer",
     "metadata_routes": "mcp_asgi.auth.metadata",
+    "InsufficientScope": "mcp_asgi.auth.scopes",
 }
 
 __all__ = sorted(_EXPORTS)

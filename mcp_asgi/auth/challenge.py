@@ -25,10 +25,10 @@ from dataclasses import dataclass
 
 from starlette.types import Scope, Send
 
+from mcp_asgi.auth.scopes import INSUFFICIENT_SCOPE as FORBIDDEN
 from mcp_asgi.protocol.jsonrpc import INVALID_REQUEST, MCPError, encode, error_response
 
 UNAUTHORIZED = -32001
-FORBIDDEN = -32003
 UNAVAILABLE = -32000
 
 # RFC 6750 section 2.1: b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="

@@ -8,6 +8,7 @@ from typing import Any
 import anyio.to_thread
 import pydantic
 
+from mcp_asgi.auth.scopes import validate_scopes
 from mcp_asgi.components.content import reads_files, to_content
 from mcp_asgi.components.errors import call_user_code
 from mcp_asgi.components.signature import (
@@ -58,10 +59,13 @@ class Prompt:
         meta: dict[str, Any] | None = None,
         localns: dict[str, Any] | None = None,
         mask_error_details: bool = False,
+        scopes: Any = None,
     ) -> None:
         self.fn = fn
         self.mask_error_details = mask_error_details
         self.name = name or callable_name(fn)
+        # OAuth scopes an HTTP request must be granted to get it (else 403).
+        self.scopes = validate_scopes(scopes, f"prompt {self.name!r}")
         self.arguments = FunctionArguments(fn, model_name=f"{self.name}_prompt_arguments", localns=localns)
         self.description = description if description is not None else docstring_description(fn)
         definition: dict[str, Any] = {"name": self.name}

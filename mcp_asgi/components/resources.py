@@ -9,6 +9,7 @@ from typing import Any
 
 import pydantic
 
+from mcp_asgi.auth.scopes import validate_scopes
 from mcp_asgi.components.content import to_json_text
 from mcp_asgi.components.errors import call_user_code
 from mcp_asgi.components.signature import (
@@ -64,11 +65,14 @@ class _ResourceBase:
         size: int | None = None,
         localns: dict[str, Any] | None = None,
         mask_error_details: bool = False,
+        scopes: Any = None,
     ) -> None:
         self.fn = fn
         self.mask_error_details = mask_error_details
         self.uri = uri
         self.name = name or callable_name(fn)
+        # OAuth scopes an HTTP request must be granted to read it (else 403).
+        self.scopes = validate_scopes(scopes, f"resource {uri!r}")
         self.mime_type = mime_type
         self.arguments = FunctionArguments(fn, model_name=f"{self.name}_resource_arguments", localns=localns)
         description = description if description is not None else docstring_description(fn)

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, TypedDict
 import anyio.to_thread
 import pydantic
 
+from mcp_asgi.auth.scopes import validate_scopes
 from mcp_asgi.components.content import Audio, File, Image, reads_files, to_content, to_json_text, to_jsonable
 from mcp_asgi.components.errors import PASS_THROUGH, failure_text
 from mcp_asgi.components.signature import (
@@ -82,6 +83,8 @@ class ToolOptions(TypedDict, total=False):
     output_schema: dict[str, Any] | None
     # False: no outputSchema or structuredContent even when the return type has a schema.
     structured_output: bool | None
+    # OAuth scopes an HTTP request must be granted to call it (else 403); see mcp_asgi/auth/scopes.py.
+    scopes: list[str] | tuple[str, ...] | set[str] | None
 
 
 class Tool:
@@ -108,6 +111,7 @@ class Tool:
         icons, meta = options.get("icons"), options.get("meta")
         self.fn = fn
         self.name = name or callable_name(fn)
+        self.scopes = validate_scopes(options.get("scopes"), f"tool {self.name!r}")
         self.arguments = FunctionArguments(fn, model_name=f"{self.name}_arguments", localns=localns)
         self.description = description if description is not None else docstring_description(fn)
         self.input_schema = input_schema if input_schema is not None else self.arguments.json_schema()

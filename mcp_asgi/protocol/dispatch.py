@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
+from mcp_asgi.auth.scopes import allows, check_scopes, granted_scopes
 from mcp_asgi.concurrency import forward_with_keepalive
 from mcp_asgi.principal import principal_of
 from mcp_asgi.protocol import limits
@@ -29,7 +30,7 @@ from mcp_asgi.protocol.jsonrpc import (
 )
 from mcp_asgi.protocol.mrtr import MRTR_METHODS, InputRequired, RequestStateCodec, digest
 from mcp_asgi.protocol.notifications import ChangeHub, Event, event_message
-from mcp_asgi.protocol.registry import Registry
+from mcp_asgi.protocol.registry import Kind, Registry
 from mcp_asgi.protocol.versions import (
     CACHEABLE_METHODS,
     MODERN_VERSIONS,
@@ -226,7 +227,7 @@ def read_modern_meta(params: dict[str, Any]) -> Revision:
     return revision
 
 
-def _page(items: list[dict[str, Any]], cursor: Any, size: int | None) -> tuple[list[dict[str, Any]], str | None]:
+def _page(items: list[Any], cursor: Any, size: int | None) -> tuple[list[Any], str | None]:
     start = 0
     if cursor is not None:
         try:
@@ -257,6 +258,7 @@ class ServerSettings(Protocol):
     page_size: int | None
     cache_ttl_ms: int
     keepalive_interval: float
+    hide_unauthorized: bool
 
 
 class ProtocolCore:
@@ -412,42 +414,66 @@ class ProtocolCore:
             result["instructions"] = self.server.instructions
         return result
 
-    # Tools.
-    def _list(self, call: Call, key: str, items: list[dict[str, Any]]) -> dict[str, Any]:
+    # Lists.
+    def _list(self, call: Call, key: str, kind: Kind, legacy: bool = False) -> dict[str, Any]:
+        """One page of the definitions of the components of `kind` this call may see (`legacy_definition`s).
+
+        With `hide_unauthorized`, an HTTP request sees only what its scopes allow; a list
+        without scoped components skips that and costs what it did before scopes existed.
+        """
+        items = self.registry.snapshot(kind)
+        request = call.request
+        per_user = False
+        if self.server.hide_unauthorized and request is not None and self.registry.has_scoped(kind):
+            per_user = True
+            granted = granted_scopes(request)
+            items = [item for item in items if allows(item, granted)]
         page, next_cursor = _page(items, call.params.get("cursor"), self.server.page_size)
-        result: dict[str, Any] = {key: page}
+        # Attribute reads in a comprehension: faster than map(attrgetter) on CPython 3.11+.
+        definitions = [item.legacy_definition for item in page] if legacy else [item.definition for item in page]
+        result: dict[str, Any] = {key: definitions}
         if next_cursor:
             result["nextCursor"] = next_cursor
+        if per_user and call.revision.result_type:
+            # A list filtered by the caller's scopes must not be shared across tokens (every page of it).
+            result["cacheScope"] = "private"
         return result
 
+    # Tools.
     async def _tools_list(self, call: Call) -> dict[str, Any]:
-        structured = call.revision.structured_output
-        tools = [t.definition if structured else t.legacy_definition for t in self.registry.snapshot("tools")]
-        return self._list(call, "tools", tools)
+        # Revisions before 2025-06-18 get tools without titles and output schemas.
+        return self._list(call, "tools", "tools", legacy=not call.revision.structured_output)
 
     async def _tools_call(self, call: Call) -> dict[str, Any]:
         name = _require_str(call.params, "name", "tools/call")
         tool = self.registry.get("tools", name)
         if tool is None:
             raise invalid_params(f"Unknown tool: {name}")
+        if tool.scopes:
+            check_scopes(tool.scopes, call.request, f"tool '{name}'")
         context = self.context(call) if tool.arguments.context_param else None
         return await tool.run(call.params.get("arguments"), context, structured=call.revision.structured_output)
 
     # Resources.
     async def _resources_list(self, call: Call) -> dict[str, Any]:
-        return self._list(call, "resources", [r.definition for r in self.registry.snapshot("resources")])
+        return self._list(call, "resources", "resources")
 
     async def _templates_list(self, call: Call) -> dict[str, Any]:
-        return self._list(call, "resourceTemplates", [t.definition for t in self.registry.snapshot("templates")])
+        return self._list(call, "resourceTemplates", "templates")
 
     async def read_resource(self, uri: str, call: Call) -> list[dict[str, Any]]:
+        """Read `uri` for `call`; its scopes are checked against the call's request (a tool's too)."""
         resource = self.registry.get("resources", uri)
         if resource is not None:
+            if resource.scopes:
+                check_scopes(resource.scopes, call.request, f"resource '{uri}'")
             context = self.context(call) if resource.arguments.context_param else None
             return await resource.read(context)
         for template in self.registry.snapshot("templates"):
             params = template.match(uri)
             if params is not None:
+                if template.scopes:
+                    check_scopes(template.scopes, call.request, f"resource '{uri}'")
                 context = self.context(call) if template.arguments.context_param else None
                 return await template.read(uri, params, context)
         raise MCPError(call.revision.resource_not_found_code, f"Resource not found: {uri}", {"uri": uri})
@@ -521,13 +547,15 @@ class ProtocolCore:
 
     # Prompts.
     async def _prompts_list(self, call: Call) -> dict[str, Any]:
-        return self._list(call, "prompts", [p.definition for p in self.registry.snapshot("prompts")])
+        return self._list(call, "prompts", "prompts")
 
     async def _prompts_get(self, call: Call) -> dict[str, Any]:
         name = _require_str(call.params, "name", "prompts/get")
         prompt = self.registry.get("prompts", name)
         if prompt is None:
             raise invalid_params(f"Unknown prompt: {name}")
+        if prompt.scopes:
+            check_scopes(prompt.scopes, call.request, f"prompt '{name}'")
         context = self.context(call) if prompt.arguments.context_param else None
         try:
             return await prompt.render(call.params.get("arguments"), context)
@@ -542,6 +570,7 @@ class ProtocolCore:
         argument = call.params.get("argument")
         if not isinstance(ref, dict) or not isinstance(argument, dict):
             raise invalid_params("Invalid params: completion/complete needs `ref` and `argument` objects")
+        self._check_completion_ref(call, ref)
         context_arg = call.params.get("context")
         arguments = context_arg.get("arguments", {}) if isinstance(context_arg, dict) else {}
         value = await handler.call(ref, argument, arguments, self.context(call))
@@ -551,6 +580,15 @@ class ProtocolCore:
             values = [str(v) for v in (value or [])]
             completion = {"values": values[:100], "total": len(values), "hasMore": len(values) > 100}
         return {"completion": completion}
+
+    def _check_completion_ref(self, call: Call, ref: dict[str, Any]) -> None:
+        # The values offered may be as private as the prompt or template itself (file names, ids).
+        prompt = ref.get("type") == "ref/prompt"
+        key = ref.get("name" if prompt else "uri")
+        for kind in ("prompts",) if prompt else ("templates", "resources"):
+            target = self.registry.get(kind, key) if isinstance(key, str) else None
+            if target is not None and target.scopes:
+                check_scopes(target.scopes, call.request, f"completion of {kind[:-1]} '{key}'")
 
 
 def _bad_meta(message: str) -> MCPError:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+from collections.abc import Mapping
 from typing import Any
 
 import pydantic_core
@@ -43,15 +44,26 @@ class MCPError(Exception):
     """A protocol error: becomes one JSON-RPC error response (and, on HTTP, a status code).
 
     `http_status` is the status the Streamable HTTP transport answers with; the
-    transports that have no status (stdio, legacy SSE) ignore it.
+    transports that have no status (stdio, legacy SSE) ignore it. `headers` go with
+    that status (a 403's `WWW-Authenticate`), on a response that has not started yet:
+    once a reply streams as SSE, the error is one more event and its headers are lost.
     """
 
-    def __init__(self, code: int, message: str, data: Any = None, *, http_status: int = 200) -> None:
+    def __init__(
+        self,
+        code: int,
+        message: str,
+        data: Any = None,
+        *,
+        http_status: int = 200,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.data = data
         self.http_status = http_status
+        self.headers = headers
 
     def to_error(self) -> dict[str, Any]:
         error: dict[str, Any] = {"code": self.code, "message": self.message}

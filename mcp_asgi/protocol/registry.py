@@ -20,26 +20,37 @@ Kind = Literal["tools", "resources", "templates", "prompts"]
 class Registry:
     """Tables of components by name (tools, prompts) or URI (resources, templates), safe across threads."""
 
-    __slots__ = ("_lock", "_tables", "completion")
+    __slots__ = ("_lock", "_tables", "_scoped", "completion")
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._tables: dict[str, dict[str, Any]] = {"tools": {}, "resources": {}, "templates": {}, "prompts": {}}
+        # Keys of the entries that require OAuth scopes: a list with none skips the per-request filter.
+        self._scoped: dict[str, set[str]] = {kind: set() for kind in self._tables}
         # The `completion/complete` handler, or None (then the method does not exist).
         self.completion: Any = None
 
     def add(self, kind: Kind, key: str, item: Any) -> None:
         with self._lock:
             self._tables[kind][key] = item
+            if getattr(item, "scopes", None):
+                self._scoped[kind].add(key)
+            else:
+                self._scoped[kind].discard(key)
 
     def remove(self, kind: Kind, key: str) -> bool:
         """Drop one entry; False if there was none."""
         with self._lock:
+            self._scoped[kind].discard(key)
             return self._tables[kind].pop(key, None) is not None
 
     def get(self, kind: Kind, key: str) -> Any:
         # A single dict lookup is atomic under the GIL and never sees a half-done change.
         return self._tables[kind].get(key)
+
+    def has_scoped(self, kind: Kind) -> bool:
+        """Whether any entry of `kind` requires scopes."""
+        return bool(self._scoped[kind])
 
     def snapshot(self, kind: Kind) -> list[Any]:
         """The entries of `kind` in registration order, as they are at this moment."""

@@ -157,7 +157,14 @@ async def send_error(
     send: Send, error: MCPError, request_id: Any = None, headers: list[tuple[bytes, bytes]] | None = None
 ) -> None:
     status = error.http_status if error.http_status >= 400 else 400
+    if error.headers:
+        headers = [*(headers or ()), *error_headers(error)]
     await send_bytes(send, status, encode(error_response(request_id, error)), headers)
+
+
+def error_headers(error: MCPError) -> list[tuple[bytes, bytes]]:
+    """The headers an error asks to be sent with its status, as ASGI wants them."""
+    return [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in (error.headers or {}).items()]
 
 
 def sse_event(message: Any, event: str | None = "message", event_id: str | None = None) -> bytes:

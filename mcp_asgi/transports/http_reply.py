@@ -14,11 +14,14 @@ from starlette.types import Send
 from mcp_asgi import shutdown
 from mcp_asgi.protocol.dispatch import Call, ProtocolCore
 from mcp_asgi.protocol.jsonrpc import INTERNAL_ERROR, MCPError, encode, error_response, result_response
-from mcp_asgi.transports.http_common import SSE_HEADERS, SSE_KEEPALIVE, send_bytes, sse_event
+from mcp_asgi.transports.http_common import SSE_HEADERS, SSE_KEEPALIVE, error_headers, send_bytes, sse_event
 
 
 class Reply(Protocol):
     """What `answer` needs of a reply: `JSONOrSSEReply`, or `events.ResumableReply` on 2025-11-25."""
+
+    # Sent with the response when it starts; an error adds its own (a 403's WWW-Authenticate).
+    headers: list[tuple[bytes, bytes]]
 
     async def early(self, message: dict[str, Any] | None) -> bool: ...
 
@@ -92,6 +95,9 @@ async def answer(core: ProtocolCore, call: Call, reply: Reply) -> None:
             result = await core.handle(call)
     except MCPError as error:
         status = error.http_status if error.http_status >= 400 else 200
+        if error.headers:
+            # Used only if the reply is still JSON; an SSE reply already sent its headers.
+            reply.headers = [*reply.headers, *error_headers(error)]
         await reply.finish(error_response(call.request_id, error), status)
         return
     await reply.finish(result_response(call.request_id, result))
