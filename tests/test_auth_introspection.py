@@ -117,7 +117,7 @@ async def test_the_cache_entry_lives_cache_ttl_at_most(auth_server: AuthServer) 
 
 
 async def test_the_cache_entry_ends_at_the_token_exp(auth_server: AuthServer) -> None:
-    exp = int(time.time()) + 1
+    exp = int(time.time()) + 2  # whole seconds: +1 could be 0.01 s away
     auth_server.active["opaque-1"] = answer(exp=exp)
     verifier = verifier_for(auth_server, cache_ttl=60)
     assert await verifier("opaque-1") is not None
