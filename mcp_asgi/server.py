@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import logging
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Sequence
@@ -188,7 +189,8 @@ class MCPServer:
         # Everything this server offers; the protocol core reads it, worker threads may change it.
         self._registry = Registry()
         # (route, whether the Host/Origin guard applies to it)
-        self._custom_routes: list[tuple[Route, bool]] = []
+        # (route, behind the Host/Origin guard, behind the endpoint's auth)
+        self._custom_routes: list[tuple[Route, bool, bool]] = []
         self._user_lifespan = lifespan
         self._lifespan = SharedLifespan(self._run_lifespan, name=f"MCP server {name!r}")
         # Open notification streams (2025 GET streams, 2026 subscriptions/listen).
@@ -368,20 +370,44 @@ class MCPServer:
         return register(fn) if fn is not None else register
 
     def custom_route(
-        self, path: str, methods: Sequence[str] | None = None, *, name: str | None = None, guard: bool = True
+        self,
+        path: str,
+        methods: Sequence[str] | None = None,
+        *,
+        name: str | None = None,
+        guard: bool = True,
+        auth: bool = False,
     ) -> Callable[[F], F]:
         """Serve a plain Starlette endpoint beside the MCP endpoint (and under its mount prefix).
 
         It is behind the same Host/Origin guard as the endpoint; `guard=False` serves it to
-        any Host and Origin (a health check probed under an internal name, say).
+        any Host and Origin (a health check probed under an internal name, say). It is public
+        unless `auth=True`: then it needs what the endpoint's `auth=` needs, and its request
+        carries the same `user`, `auth` and access token.
         """
 
         def register(func: F) -> F:
             route = Route(path, func, methods=list(methods) if methods else None, name=name)
-            self._custom_routes.append((route, guard))
+            self._custom_routes.append((route, guard, auth))
             return func
 
         return register
+
+    def _built_custom_routes(self, guard: HostOriginGuard, gate: Any) -> list[Route]:
+        built = []
+        for route, guarded, authenticated in self._custom_routes:
+            if authenticated:
+                if gate is None:
+                    raise ValueError(
+                        f"custom route {route.path!r} asks for auth=True, but the server has no auth: "
+                        "pass auth=BearerAuth(...) or HostAuth(...) to MCPServer or http_app"
+                    )
+                from mcp_asgi.auth.bearer import protected
+
+                route = copy.copy(route)
+                route.app = protected(gate, route.app)
+            built.append(guarded_route(guard, route) if guarded else route)
+        return built
 
     # Lifespan.
     @contextlib.asynccontextmanager
@@ -524,7 +550,7 @@ class MCPServer:
             routes = [EndpointRoute(path, endpoint, name="mcp")]
         self._sweeper.watch(endpoint.sessions)
         self._backends.add(backend)
-        routes = [*routes, *(guarded_route(guard, r) if guarded else r for r, guarded in self._custom_routes)]
+        routes = [*routes, *self._built_custom_routes(guard, gate)]
         if gate is not None:
             from mcp_asgi.auth.metadata import app_routes
 

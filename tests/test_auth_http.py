@@ -244,6 +244,36 @@ async def test_custom_routes_stay_public(base):
     assert response.status_code == 200 and response.text == "ok"
 
 
+async def test_a_custom_route_opts_in_to_the_endpoints_auth():
+    mcp = protected_server()
+
+    @mcp.custom_route("/me", methods=["GET"], auth=True)
+    async def me(request: Any) -> Any:
+        from starlette.responses import JSONResponse
+
+        return JSONResponse({"identity": request.user.identity, "scopes": sorted(request.auth.scopes)})
+
+    with serve(mcp.http_app()) as base:
+        async with httpx.AsyncClient(timeout=10) as http:
+            refused = await http.get(f"{base}/me")
+            allowed = await http.get(f"{base}/me", headers=ALICE)
+            public = await http.get(f"{base}/health")
+    assert refused.status_code == 401
+    assert refused.headers["www-authenticate"] == f'Bearer resource_metadata="{metadata_url(base)}"'
+    assert allowed.json() == {"identity": "notes-app|alice", "scopes": ["notes:read", "notes:write"]}
+    assert public.status_code == 200
+
+
+def test_a_custom_route_asking_for_auth_on_a_server_without_it_is_an_error():
+    mcp = MCPServer("open")
+
+    @mcp.custom_route("/me", auth=True)
+    async def me(request: Any) -> Any: ...
+
+    with pytest.raises(ValueError, match="custom route '/me' asks for auth=True, but the server has no auth"):
+        mcp.http_app()
+
+
 async def test_audience_must_name_this_endpoint_unless_the_verifier_checks_its_own():
     with_audience("for-us", "http://127.0.0.1:1/elsewhere")  # replaced below once the port is known
     mcp = protected_server()
