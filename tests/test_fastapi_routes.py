@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -12,7 +13,7 @@ from typing import Any
 import pytest
 from fastapi import Cookie, Depends, FastAPI, Form, Header, HTTPException, Request, UploadFile
 from fastapi.responses import PlainTextResponse, Response, StreamingResponse
-from mcp import Client
+from mcp import Client, StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
 from pydantic import BaseModel
@@ -20,6 +21,7 @@ from pydantic import BaseModel
 from mcp_asgi import FastMCP, MCPServer, mount
 from mcp_asgi.fastapi import STATUS_META_KEY, add_routes
 from tests.conftest import serve
+from tests.fixtures.procs import FIXTURES, ROOT
 
 MODES = ["legacy", "2026-07-28"]
 PNG = b"\x89PNG\r\n\x1a\n" + b"\0" * 16
@@ -369,6 +371,17 @@ async def test_from_fastapi_mounted_in_its_own_app_starts_the_lifespan_once():
             greeted = await client.call_tool("greet", {"name": "bo"})
     assert greeted.structured_content == {"text": "hello bo"}
     assert entries == ["start", "stop"]
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_from_fastapi_over_stdio_has_the_lifespan_and_no_headers(mode):
+    params = StdioServerParameters(command=sys.executable, args=[str(FIXTURES / "fastapi_stdio.py")], cwd=str(ROOT))
+    async with Client(params, mode=mode) as client:
+        greeted = await client.call_tool("greet", {"name": "cy"})
+        anonymous = await client.call_tool("whoami", {})
+    assert greeted.structured_content == {"text": "hello cy"}
+    # Nothing to forward over stdio, and `authorization` is forwarded so never an argument.
+    assert anonymous.is_error is True and anonymous.meta[STATUS_META_KEY] == 401
 
 
 async def test_unforwarded_headers_and_cookies_become_arguments():
