@@ -418,3 +418,35 @@ def test_bad_options_are_refused_with_the_argument_named(caplog):
     assert "upload" not in {tool.name for tool in tools} and "multipart/form-data" in caplog.text
     with pytest.raises(ValueError, match="'upload' cannot be a tool.*multipart"):
         MCPServer("x").add_routes(app, include_operations=["upload"])
+
+
+def test_refs_through_a_cycle_of_two_models_and_an_exponential_document_stay_bounded():
+    from mcp_asgi.fastapi.schemas import INLINE_BUDGET, resolve_schema
+
+    cyclic = {
+        "components": {
+            "schemas": {
+                "A": {"type": "object", "properties": {"b": {"$ref": "#/components/schemas/B"}}},
+                "B": {
+                    "type": "object",
+                    "properties": {"a": {"$ref": "#/components/schemas/A"}, "n": {"type": "integer"}},
+                },
+            }
+        }
+    }
+    resolved = resolve_schema(cyclic, {"$ref": "#/components/schemas/A"})
+    # A is inlined at the root; B inside it is inlined too; the way back to A is a $ref.
+    assert resolved["properties"]["b"]["properties"]["n"] == {"type": "integer"}
+    assert resolved["properties"]["b"]["properties"]["a"] == {"$ref": "#/$defs/A"}
+    assert resolved["$defs"]["A"]["properties"]["b"]["properties"]["a"] == {"$ref": "#/$defs/A"}
+
+    # Each model refers to the next one twice: inlining would need 2**40 nodes.
+    names = [f"M{i}" for i in range(41)]
+    schemas: dict[str, Any] = {name: {"type": "object", "properties": {}} for name in names}
+    for here, there in zip(names[:-1], names[1:], strict=True):
+        ref = {"$ref": f"#/components/schemas/{there}"}
+        schemas[here]["properties"] = {"left": ref, "right": dict(ref)}
+    big = resolve_schema({"components": {"schemas": schemas}}, {"$ref": "#/components/schemas/M0"})
+    assert big["properties"]["left"] == {"$ref": "#/$defs/M1"}
+    assert set(big["$defs"]) == set(names[1:])
+    assert len(json.dumps(big)) < INLINE_BUDGET * 10

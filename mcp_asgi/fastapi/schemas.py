@@ -5,7 +5,7 @@ schema. Output: the first 2xx JSON response schema, when the route declares a re
 `$ref`s into the OpenAPI document are inlined so clients that do not resolve references still
 see the whole shape; a model that contains itself keeps a `$ref` into the tool schema's own
 `$defs`, and a document so entangled that inlining would grow past a budget keeps every
-reference in `$defs` instead (bounded either way).
+reference below the outermost one in `$defs` instead (bounded either way).
 """
 
 from __future__ import annotations
@@ -65,7 +65,9 @@ class _Resolver:
         ref = node.get("$ref")
         if isinstance(ref, str) and ref.startswith("#/"):
             siblings = {key: self._walk(value) for key, value in node.items() if key != "$ref"}
-            if self.inline and ref not in self._stack:
+            # Past the budget only the outermost reference (a body model, say) is inlined: the
+            # tool schema keeps its properties at the top, and everything deeper is in $defs.
+            if ref not in self._stack and (self.inline or not self._stack):
                 self._stack.append(ref)
                 target = self._walk(self._target(ref))
                 self._stack.pop()
