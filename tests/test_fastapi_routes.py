@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from fastapi import Cookie, Depends, FastAPI, Form, Header, HTTPException, Request, UploadFile
-from fastapi.responses import PlainTextResponse, Response, StreamingResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from mcp import Client, StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
@@ -129,6 +129,10 @@ def shop_app(seen: list[str | None]) -> FastAPI:
 
         return StreamingResponse(chunks(), media_type="text/plain")
 
+    @app.get("/odd", operation_id="odd", response_model=Item)
+    async def odd() -> Any:
+        return JSONResponse(["not", "an", "item"])
+
     @app.get("/boom", operation_id="boom")
     async def boom() -> dict:
         raise RuntimeError("disk on fire")
@@ -198,6 +202,7 @@ async def test_selected_routes_are_tools_and_nothing_else(shop, mode):
         "export",
         "endless",
         "boom",
+        "odd",
         "page",
     }  # no /later (added after), no /hidden, /docs, /openapi.json, /mcp or /mcp/health
 
@@ -261,6 +266,7 @@ async def test_route_errors_are_tool_errors_with_status_and_detail(shop, mode):
         invalid = await client.call_tool("read_item_items__item_id__get", {"item_id": "abc", "x-trace": "t"})
         no_header = await client.call_tool("read_item_items__item_id__get", {"item_id": 1})
         crashed = await client.call_tool("boom", {})
+        odd = await client.call_tool("odd", {})
     assert missing.is_error is True
     assert missing.content[0].text == "GET /items/{item_id} answered 404 Not Found: Item not found"
     assert missing.meta[STATUS_META_KEY] == 404
@@ -268,6 +274,8 @@ async def test_route_errors_are_tool_errors_with_status_and_detail(shop, mode):
     assert "422" in invalid.content[0].text and "valid integer" in invalid.content[0].text
     assert no_header.is_error is True and "x-trace" in no_header.content[0].text
     assert crashed.is_error is True and crashed.meta[STATUS_META_KEY] == 500
+    # A 2xx answer that is not the promised response model cannot be structured content.
+    assert odd.is_error is True and "not its response model" in odd.content[0].text
 
 
 @pytest.mark.parametrize("mode", MODES)

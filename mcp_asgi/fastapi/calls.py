@@ -213,6 +213,17 @@ class RouteCall:
 
     # The result.
     def _result(self, answer: _Answer, scope: dict[str, Any]) -> ToolResult:
+        result = self._success_or_error(answer, scope)
+        if self.has_output_schema and not result.is_error and result.structured_content is None:
+            # The tool promised structured content (its response model) and the route sent none:
+            # an error result, which clients do not check against the output schema.
+            what = answer.header(b"content-type") or "no content"
+            head = f"{self.method} {self.path_format} answered {answer.status} with {what}, not its response model"
+            text = result.content[0].get("text") if result.content and isinstance(result.content[0], dict) else None
+            return _error(f"{head}: {text}" if text else head, status=answer.status)
+        return result
+
+    def _success_or_error(self, answer: _Answer, scope: dict[str, Any]) -> ToolResult:
         media_type, _, params = (answer.header(b"content-type") or "").partition(";")
         media_type = media_type.strip().lower()
         charset = _charset(params)
