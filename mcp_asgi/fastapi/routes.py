@@ -52,8 +52,6 @@ def add_routes(
     is in `include_tags` (when given) and none in `exclude_tags`. `forward_headers` of each MCP
     request reach the route; they are never tool arguments.
     """
-    from fastapi.routing import APIRoute
-
     if not hasattr(app, "openapi") or not hasattr(getattr(app, "router", None), "routes"):
         raise TypeError(f"add_routes() `app` must be a FastAPI application, got {app!r}")
     include_ops = _names("include_operations", include_operations)
@@ -67,13 +65,7 @@ def add_routes(
         raise ValueError(f"add_routes() `max_response_bytes` must be a positive int, got {max_response_bytes!r}")
 
     document = app.openapi()
-    routes = [route for route in list(app.router.routes) if isinstance(route, APIRoute) and route.include_in_schema]
-    candidates: list[tuple[APIRoute, str, dict[str, Any]]] = []
-    for route in routes:
-        for method in sorted(route.methods or ()):
-            operation = ((document.get("paths") or {}).get(route.path_format) or {}).get(method.lower())
-            if isinstance(operation, dict) and isinstance(operation.get("operationId"), str):
-                candidates.append((route, method, operation))
+    candidates = _operations(app, document)
     _check_known("include_operations", include_ops, {op["operationId"] for _, _, op in candidates})
     _check_known("include_tags", include_tag_set, {tag for _, _, op in candidates for tag in op.get("tags", ())})
 
@@ -100,6 +92,22 @@ def add_routes(
     for tool in tools:
         server.add_tool(tool)
     return tools
+
+
+def _operations(app: Any, document: dict[str, Any]) -> list[tuple[Any, str, dict[str, Any]]]:
+    """(route, method, OpenAPI operation) for each API route the app has now, in its order."""
+    from fastapi.routing import APIRoute
+
+    paths = document.get("paths") or {}
+    found = []
+    for route in list(app.router.routes):
+        if not isinstance(route, APIRoute) or not route.include_in_schema:
+            continue
+        for method in sorted(route.methods or ()):
+            operation = (paths.get(route.path_format) or {}).get(method.lower())
+            if isinstance(operation, dict) and isinstance(operation.get("operationId"), str):
+                found.append((route, method, operation))
+    return found
 
 
 def _names(argument: str, value: Iterable[str] | None) -> set[str] | None:
