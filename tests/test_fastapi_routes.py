@@ -155,7 +155,13 @@ def shop() -> Any:
         return PlainTextResponse("ok")
 
     mount(app, "/mcp", mcp)
-    add_routes(mcp, app, exclude_tags=["nothing"], max_response_bytes=64 * 1024)
+
+    # Metadata beside the MCP endpoint, as an auth layer adds it: a plain route, never a tool.
+    async def metadata(request: Request) -> Any:
+        return JSONResponse({"resource": "http://shop"})
+
+    app.add_route("/.well-known/oauth-protected-resource", metadata)
+    add_routes(mcp, app, max_response_bytes=64 * 1024)
 
     @app.get("/later", operation_id="later")
     async def later() -> dict:
@@ -204,7 +210,7 @@ async def test_selected_routes_are_tools_and_nothing_else(shop, mode):
         "boom",
         "odd",
         "page",
-    }  # no /later (added after), no /hidden, /docs, /openapi.json, /mcp or /mcp/health
+    }  # no /later (added after), /hidden, /docs, /openapi.json, /mcp, /mcp/health or /.well-known/...
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -398,6 +404,16 @@ async def test_unforwarded_headers_and_cookies_become_arguments():
     whoami = mcp._tools["whoami"].definition["inputSchema"]
     assert set(whoami["properties"]) == {"authorization", "theme"}
     assert list(mcp._tools) == ["whoami"]
+
+
+def test_exclusions_by_operation_and_tag():
+    app = shop_app([])
+    mcp = MCPServer.from_fastapi(app, exclude_tags=["items"], exclude_operations=["boom", "endless"])
+    assert "boom" not in mcp._tools and "endless" not in mcp._tools
+    assert not {"create_item", "replace_item", "read_item_items__item_id__get"} & set(mcp._tools)
+    assert {"whoami", "count", "odd"} <= set(mcp._tools)
+    both = MCPServer.from_fastapi(app, include_tags=["items"], exclude_operations=["replace_item"])
+    assert set(both._tools) == {"create_item", "read_item_items__item_id__get"}
 
 
 def test_bad_options_are_refused_with_the_argument_named(caplog):
