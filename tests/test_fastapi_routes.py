@@ -104,6 +104,10 @@ def shop_app(seen: list[str | None]) -> FastAPI:
     async def file_info(file_path: str) -> dict:
         return {"path": file_path}
 
+    @app.get("/pairs/{a}/{b}", operation_id="pair")
+    async def pair(a: str, b: str) -> dict:
+        return {"a": a, "b": b}
+
     @app.post("/login", operation_id="login")
     async def login(username: str = Form(), remember: bool = Form(False)) -> dict:
         return {"username": username, "remember": remember}
@@ -202,6 +206,7 @@ async def test_selected_routes_are_tools_and_nothing_else(shop, mode):
         "count",
         "count_nodes",
         "file_info",
+        "pair",
         "login",
         "report",
         "logo",
@@ -306,6 +311,7 @@ async def test_bodies_paths_forms_and_media_types(shop):
         tree = {"name": "a", "children": [{"name": "b", "children": [{"name": "c"}]}, {"name": "d"}]}
         nodes = await client.call_tool("count_nodes", tree)
         file_info = await client.call_tool("file_info", {"file_path": "docs/a b.txt"})
+        pair = await client.call_tool("pair", {"a": "{b}", "b": "x y"})
         login = await client.call_tool("login", {"username": "bob", "remember": True})
         report = await client.call_tool("report", {})
         logo = await client.call_tool("logo", {})
@@ -314,6 +320,7 @@ async def test_bodies_paths_forms_and_media_types(shop):
     assert replaced.structured_content == {"path_id": 5, "body_id": 6}
     assert nodes.structured_content == {"nodes": 4}
     assert file_info.structured_content == {"path": "docs/a b.txt"}
+    assert pair.structured_content == {"a": "{b}", "b": "x y"}
     assert login.structured_content == {"username": "bob", "remember": True}
     assert report.content[0].text == "all good" and report.structured_content is None
     assert logo.content[0].type == "image" and logo.content[0].mime_type == "image/png"
@@ -404,6 +411,16 @@ async def test_unforwarded_headers_and_cookies_become_arguments():
     whoami = mcp._tools["whoami"].definition["inputSchema"]
     assert set(whoami["properties"]) == {"authorization", "theme"}
     assert list(mcp._tools) == ["whoami"]
+
+
+async def test_unforwarded_header_and_cookie_parameters_are_sent_from_arguments():
+    mcp = MCPServer.from_fastapi(shop_app([]), include_tags=["users"], forward_headers=())
+    with serve(mcp.http_app()) as base:
+        async with Client(bearer(f"{base}/mcp", "Bearer mallory", Cookie="theme=stolen")) as client:
+            me = await client.call_tool("whoami", {"authorization": "Bearer zed", "theme": "light"})
+            bad = await client.call_tool("whoami", {"authorization": "Bearer zed", "theme": "a; admin=1"})
+    assert me.structured_content == {"user": "zed", "theme": "light"}
+    assert bad.is_error is True and "cookie value" in bad.content[0].text
 
 
 def test_exclusions_by_operation_and_tag():

@@ -12,6 +12,7 @@ import base64
 import dataclasses
 import json
 import logging
+import re
 from http import HTTPStatus
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -30,6 +31,7 @@ logger = logging.getLogger("mcp_asgi")
 STATUS_META_KEY = "mcp-asgi/status"
 # An error page is for a model to read: this much of a non-JSON one is plenty.
 ERROR_TEXT_LIMIT = 2000
+_PATH_PARAM = re.compile(r"\{([^{}:]+)\}")
 _TEXT_TYPES = ("application/xml", "application/javascript", "application/x-www-form-urlencoded", "application/yaml")
 
 
@@ -92,7 +94,7 @@ class RouteCall:
     def _request(self, arguments: dict[str, Any], context: Any) -> tuple[dict[str, Any], bytes]:
         shape = self.shape
         given = dict(arguments)
-        path, raw_path = self.path_format, self.path_format
+        path_values: dict[str, tuple[str, str]] = {}
         query: list[tuple[str, str]] = []
         headers: list[tuple[bytes, bytes]] = []
         cookies: list[str] = []
@@ -106,14 +108,13 @@ class RouteCall:
             texts = [_text(v) for v in values]
             if param.location == "path":
                 safe = "/" if param.name in self.slash_params else ""
-                path = path.replace("{" + param.name + "}", texts[0])
-                raw_path = raw_path.replace("{" + param.name + "}", quote(texts[0], safe=safe))
+                path_values[param.name] = (texts[0], quote(texts[0], safe=safe))
             elif param.location == "query":
                 query.extend((param.name, text) for text in texts)
             elif param.location == "header":
                 headers.extend((param.name.lower().encode("latin-1"), _header_value(text)) for text in texts)
             else:
-                cookies.append(f"{param.name}={quote(texts[0], safe='')}")
+                cookies.append(f"{param.name}={_cookie_value(texts[0])}")
         body = b""
         if shape.body_encoding is not None:
             content = given.get(shape.body_argument) if shape.body_argument else given
@@ -127,6 +128,9 @@ class RouteCall:
         host = request.headers.get("host", "localhost") if request is not None else "localhost"
         headers += [(b"host", host.encode("latin-1")), (b"accept", b"application/json, */*")]
         headers.append((b"content-length", str(len(body)).encode()))
+        # One pass over the template, so a value that looks like `{other}` stays a value.
+        path = _PATH_PARAM.sub(lambda m: path_values.get(m.group(1), ("", ""))[0], self.path_format)
+        raw_path = _PATH_PARAM.sub(lambda m: path_values.get(m.group(1), ("", ""))[1], self.path_format)
         scope = self._scope(path, raw_path, urlencode(query).encode("ascii"), headers, request, context)
         self._check_target(scope)
         return scope, body
@@ -153,7 +157,7 @@ class RouteCall:
             "method": self.method,
             "scheme": outer.get("scheme", "http"),
             "path": path,
-            "raw_path": raw_path.encode("ascii"),
+            "raw_path": raw_path.encode("utf-8"),
             "root_path": "",
             "query_string": query,
             "headers": headers,
@@ -254,7 +258,7 @@ class RouteCall:
             return {"type": kind, "data": data, "mimeType": media_type}
         host = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"host"), "localhost")
         query = f"?{scope['query_string'].decode('ascii')}" if scope["query_string"] else ""
-        uri = f"{scope['scheme']}://{host}{scope['raw_path'].decode('ascii')}{query}"
+        uri = f"{scope['scheme']}://{host}{scope['raw_path'].decode('utf-8')}{query}"
         return {"type": "resource", "resource": {"uri": uri, "mimeType": media_type, "blob": data}}
 
     def _error_text(self, answer: _Answer, media_type: str, charset: str) -> str:
@@ -300,6 +304,12 @@ def _header_value(text: str) -> bytes:
         return text.encode("latin-1")
     except UnicodeEncodeError:
         raise ValueError("Invalid arguments: a header value must be Latin-1 text") from None
+
+
+def _cookie_value(text: str) -> str:
+    if any(c in text for c in ';,"\\\r\n\0') or not text.isprintable():
+        raise ValueError('Invalid arguments: a cookie value cannot contain ; , " \\ or control characters')
+    return text
 
 
 def _encode_body(content: Any, encoding: str) -> tuple[bytes, bytes]:
