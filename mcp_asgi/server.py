@@ -409,6 +409,62 @@ class MCPServer:
             built.append(guarded_route(guard, route) if guarded else route)
         return built
 
+    # A FastAPI app's routes as tools (mcp_asgi/fastapi/, which imports FastAPI only when called).
+    def add_routes(
+        self,
+        app: Any,
+        include_operations: Sequence[str] | None = None,
+        exclude_operations: Sequence[str] | None = None,
+        include_tags: Sequence[str] | None = None,
+        exclude_tags: Sequence[str] | None = None,
+        forward_headers: Sequence[str] = ("authorization", "cookie"),
+        *,
+        max_response_bytes: int = 1024 * 1024,
+    ) -> list[Tool]:
+        """Offer the FastAPI app's routes (as they are now) as tools; see `mcp_asgi.fastapi.add_routes`."""
+        from mcp_asgi.fastapi.routes import add_routes
+
+        return add_routes(
+            self,
+            app,
+            include_operations,
+            exclude_operations,
+            include_tags,
+            exclude_tags,
+            forward_headers,
+            max_response_bytes=max_response_bytes,
+        )
+
+    @classmethod
+    def from_fastapi(
+        cls,
+        app: Any,
+        name: str | None = None,
+        *,
+        include_operations: Sequence[str] | None = None,
+        exclude_operations: Sequence[str] | None = None,
+        include_tags: Sequence[str] | None = None,
+        exclude_tags: Sequence[str] | None = None,
+        forward_headers: Sequence[str] = ("authorization", "cookie"),
+        max_response_bytes: int = 1024 * 1024,
+        **server_options: Any,
+    ) -> MCPServer:
+        """A server (named after the app's title) whose tools are the app's routes; it runs the app's lifespan.
+
+        `server_options` go to `MCPServer(...)`; a `lifespan=` there runs after the app's.
+        """
+        from mcp_asgi.fastapi.routes import server_from_fastapi
+
+        route_options = dict(
+            include_operations=include_operations,
+            exclude_operations=exclude_operations,
+            include_tags=include_tags,
+            exclude_tags=exclude_tags,
+            forward_headers=forward_headers,
+            max_response_bytes=max_response_bytes,
+        )
+        return server_from_fastapi(cls, app, name, route_options, **server_options)
+
     # Lifespan.
     @contextlib.asynccontextmanager
     async def _run_lifespan(self, app: Any) -> AsyncIterator[dict[str, Any]]:

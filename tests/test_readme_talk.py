@@ -62,7 +62,9 @@ def test_readme_official_client_snippet(example_base: str) -> None:
     )
     assert completed.returncode == 0, completed.stderr
     legacy, modern = completed.stdout.splitlines()
-    assert legacy.startswith("2025-11-25 ['add_note', 'list_notes', 'app_info'] {'number': ")
+    # The example's own tools, then its JSON routes offered as tools (mcp.add_routes).
+    tools = "['add_note', 'list_notes', 'app_info', 'get_notes', 'read_note', 'create_note']"
+    assert legacy.startswith(f"2025-11-25 {tools} {{'number': ")
     assert legacy.endswith("'text': 'written over 2025-11-25'}")
-    assert modern.startswith("2026-07-28 ['add_note', 'list_notes', 'app_info'] {'number': ")
+    assert modern.startswith(f"2026-07-28 {tools} {{'number': ")
     assert modern.endswith("'text': 'written over 2026-07-28'}")

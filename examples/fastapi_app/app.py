@@ -3,7 +3,9 @@
     python examples/fastapi_app/app.py        # or: ./scripts/example
 
 The host's lifespan opens a (toy) notes database; MCP tools reach it through
-`ctx.request.state`, and read the host's `app.state` through `ctx.app`.
+`ctx.request.state`, and read the host's `app.state` through `ctx.app`. The JSON routes
+tagged "notes" are tools too (`mcp.add_routes`): called in-process, with the caller's
+`Authorization` header reaching their `Depends(author)`.
 """
 
 from __future__ import annotations
@@ -12,7 +14,8 @@ import os
 from contextlib import asynccontextmanager
 
 import uvicorn
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI, Header, HTTPException
+from pydantic import BaseModel
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
@@ -24,6 +27,7 @@ class NotesDB:
 
     def __init__(self) -> None:
         self.notes: list[str] = []
+        self.authors: dict[int, str] = {}
         self.open = True
 
     def close(self) -> None:
@@ -86,11 +90,49 @@ app = FastAPI(
 app.state.motto = "Write it down."
 
 
-@app.get("/api/notes")
+class NewNote(BaseModel):
+    text: str
+
+
+class Note(BaseModel):
+    number: int
+    text: str
+    author: str | None = None
+
+
+async def author(authorization: str | None = Header(None)) -> str:
+    """The signed-in user: `Authorization: Bearer <name>` stands in for a real token check."""
+    if not authorization or not authorization.startswith("Bearer "):
+        raise HTTPException(401, "Sign in with a bearer token", headers={"WWW-Authenticate": "Bearer"})
+    return authorization.removeprefix("Bearer ")
+
+
+@app.get("/api/notes", tags=["notes"], operation_id="get_notes")
 async def api_notes(request: Request) -> dict:
+    """Every note's text."""
     return {"notes": request.state.db.notes}
 
 
+@app.get("/api/notes/{number}", tags=["notes"], operation_id="read_note", response_model=Note)
+async def read_note(number: int, request: Request) -> Note:
+    """One note with its author."""
+    db: NotesDB = request.state.db
+    if not 1 <= number <= len(db.notes):
+        raise HTTPException(404, f"No note {number}")
+    return Note(number=number, text=db.notes[number - 1], author=db.authors.get(number))
+
+
+@app.post("/api/notes", tags=["notes"], operation_id="create_note", status_code=201, response_model=Note)
+async def create_note(note: NewNote, request: Request, user: str = Depends(author)) -> Note:
+    """Save a note as the signed-in user."""
+    db: NotesDB = request.state.db
+    db.notes.append(note.text)
+    db.authors[len(db.notes)] = user
+    return Note(number=len(db.notes), text=note.text, author=user)
+
+
+# The routes tagged "notes" as tools too: called in-process, the caller's Authorization forwarded.
+mcp.add_routes(app, include_tags=["notes"])
 # MCP at /mcp (and its custom route at /mcp/health); the server's lifespan runs inside the host's.
 mount(app, "/mcp", mcp)
 
