@@ -14,6 +14,13 @@ async def books(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"books": rows})
 
 
+async def book(request: HttpRequest, book_id: int) -> JsonResponse:
+    found = await Book.objects.filter(id=book_id).afirst()
+    if found is None:
+        return JsonResponse({"error": "no such book"}, status=404)
+    return JsonResponse(found.as_dict())
+
+
 async def me(request: HttpRequest) -> JsonResponse:
     # AuthenticationMiddleware's lazy user reads the session: sync code, so off the event loop.
     username = await sync_to_async(lambda: request.user.get_username() or None)()
@@ -22,5 +29,6 @@ async def me(request: HttpRequest) -> JsonResponse:
 
 urlpatterns = [
     path("api/books", books, name="books"),
+    path("api/books/<int:book_id>", book, name="book"),
     path("api/me", me, name="me"),
 ]

@@ -96,19 +96,20 @@ class DjangoHost:
         if child is None:
             await self.django_app(scope, receive, send)
             return
-        await self._serve_mcp(child, receive, send)
+        await self._serve_mcp(scope, child, receive, send)
 
-    async def _serve_mcp(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _serve_mcp(self, scope: Scope, child: Scope, receive: Receive, send: Send) -> None:
         from django.core.handlers.asgi import ASGIHandler, get_script_prefix
 
         # As Django's ASGIHandler serves a request: its own thread context, the request signals
-        # (which reset query logs and close stale connections), URL reversing under our prefix.
+        # (which reset query logs and close stale connections), and `reverse()` giving the
+        # project's URLs: the script prefix is where Django is served, not the MCP path.
         async with ThreadSensitiveContext():
             set_script_prefix(get_script_prefix(scope))
             token = sync_runner.set(_thread_sensitive)
             await _send_signal(signals.request_started, sender=ASGIHandler, scope=scope)
             try:
-                await self.mcp_app(scope, receive, send)
+                await self.mcp_app(child, receive, send)
             finally:
                 sync_runner.reset(token)
                 await _send_signal(signals.request_finished, sender=ASGIHandler)

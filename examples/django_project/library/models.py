@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.db import models
+from django.urls import reverse
 
 
 class Book(models.Model):
@@ -15,4 +16,12 @@ class Book(models.Model):
     added_by = models.CharField(max_length=150, blank=True, default="")
 
     def as_dict(self) -> dict[str, Any]:
-        return {"id": self.id, "title": self.title, "author": self.author, "year": self.year, "added_by": self.added_by}
+        return {
+            "id": self.id,
+            "title": self.title,
+            "author": self.author,
+            "year": self.year,
+            "added_by": self.added_by,
+            # Where the project serves it: reverse() knows the root path the project is served under.
+            "url": reverse("book", args=[self.id]),
+        }
