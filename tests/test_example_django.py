@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -136,3 +137,34 @@ async def test_lifespan_runs_migrations_and_stops_cleanly(tmp_path: Path) -> Non
     assert "library: MCP lifespan stopped" in log
     assert "Application shutdown complete" in log
     assert "Traceback" not in log and "ASGI 'lifespan' protocol appears unsupported" not in log
+
+
+def test_runserver_says_mcp_needs_the_asgi_application(tmp_path: Path) -> None:
+    from tests.conftest import free_port
+    from tests.fixtures.procs import Proc
+
+    port = free_port()
+    manage = str(ROOT / "examples" / "django_project" / "manage.py")
+    env = {**os.environ, "LIBRARY_DB": str(tmp_path / "runserver.sqlite3"), "PYTHONUNBUFFERED": "1"}
+    proc = Proc([sys.executable, manage, "runserver", "--noreload", "--skip-checks", f"127.0.0.1:{port}"], env=env)
+    try:
+        deadline = time.monotonic() + 30
+        while "uvicorn examples.django_project.app:app" not in (printed := b"".join(proc.stdout).decode()):
+            assert proc.popen.poll() is None and time.monotonic() < deadline, printed + proc.stderr
+            time.sleep(0.05)
+        assert "runserver` serves Django over WSGI" in printed
+        # The message comes just before the server binds its port.
+        while True:
+            try:
+                me = httpx.get(f"http://127.0.0.1:{port}/api/me")
+                break
+            except httpx.ConnectError:
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+        # Django's own pages are served as usual.
+        assert me.json() == {"username": None}
+        answer = httpx.post(f"http://127.0.0.1:{port}/mcp", json={}, headers=ACCEPT)
+        assert answer.status_code == 503
+        assert "serves Django over WSGI, which cannot serve MCP" in answer.json()["error"]["message"]
+    finally:
+        proc.kill()

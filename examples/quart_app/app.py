@@ -50,7 +50,7 @@ def host_info(ctx: Context) -> dict:
 
 
 @mcp.tool
-def setting(name: str, ctx: Context) -> Any:
+def setting(name: str, ctx: Context) -> str | list[str]:
     """One of the station's public settings (STATION_NAME, STATION_UNITS, STATION_SENSORS)."""
     if name not in PUBLIC_SETTINGS:
         raise ToolError(f"Unknown setting {name!r}; try one of {', '.join(PUBLIC_SETTINGS)}")

@@ -22,8 +22,9 @@ else:
 
 
 def _message() -> str:
-    asgi = getattr(settings, "ASGI_APPLICATION", None) or "yourproject.asgi:application"
-    target = asgi.replace(".application", ":application") if ":" not in asgi else asgi
+    # ASGI_APPLICATION is a dotted path ("mysite.asgi.application"); servers take "module:attribute".
+    module, _, attribute = (getattr(settings, "ASGI_APPLICATION", None) or "mysite.asgi.application").rpartition(".")
+    target = f"{module}:{attribute}"
     return (
         "mcp-asgi: `manage.py runserver` serves Django over WSGI, which cannot serve MCP. "
         f"Serve the ASGI application that calls mount_django() instead, e.g. `uvicorn {target} --reload`."
