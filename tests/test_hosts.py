@@ -164,3 +164,24 @@ async def test_quart_mount_gives_tools_the_quart_app() -> None:
         async with Client(f"{base}/mcp", mode="legacy") as client:
             result = await client.call_tool("app_name", {})
     assert result.content[0].text == "Quart:weather"
+
+
+async def test_the_documented_plain_asgi_host_runs_both_lifespans(tmp_path: Any, monkeypatch: Any) -> None:
+    from tests.test_docs import ROOT, python_blocks, run_as_module
+
+    monkeypatch.syspath_prepend(str(tmp_path))
+    [block] = [b for b in python_blocks(ROOT / "docs" / "hosts.md") if "async def app(scope, receive, send)" in b.code]
+    module = run_as_module(block, tmp_path)
+    assert module.resources == {}
+    with serve(module.app) as base:
+        assert module.resources == {"greeting": "hello from a plain ASGI app"}
+        # The MCP server's lifespan runs too (on uvicorn's loop, so looked up across loops).
+        assert [run.alive for run in module.mcp._lifespan._runs.values()] == [True]
+        for path in ("/mcp", "/mcp/"):
+            answer = httpx.post(f"{base}{path}", json={}, headers={"accept": "application/json, text/event-stream"})
+            assert answer.status_code == 400 and answer.json()["error"]["code"] == -32600
+        assert httpx.get(f"{base}/").json() == {"mcp": "/mcp"}
+        async with Client(f"{base}/mcp", mode="legacy") as client:
+            assert (await client.call_tool("greeting", {})).content[0].text == "hello from a plain ASGI app"
+    assert module.resources == {}
+    assert not any(run.alive for run in module.mcp._lifespan._runs.values())
