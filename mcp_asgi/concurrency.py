@@ -2,17 +2,20 @@
 
 The bottom layer: imports nothing from mcp_asgi but `shutdown` (as low), so the protocol
 core and the transports can both use it. It is also the one module that touches asyncio
-directly (see docs/design.md, "One concurrency library").
+directly (see docs/design.md, "One concurrency library"). `run_sync` is where blocking user
+code leaves the event loop, through the host's runner when the host set one.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from types import TracebackType
 from typing import Any, TypeVar
 
 import anyio
+import anyio.to_thread
 from anyio.abc import ObjectReceiveStream
 
 from mcp_asgi import shutdown
@@ -104,3 +107,21 @@ async def forward_with_keepalive(
             await deliver(item)
         elif not host.begun:
             await keepalive()
+
+
+# How a host wants blocking user code entered, set by the host for the requests it routes to MCP
+# (mcp_asgi.django: asgiref's thread-sensitive executor, so Django code keeps its thread and DB
+# connection). A context variable rather than a server setting: one server may be mounted in a
+# Django host and served elsewhere, and only the Django requests need Django's executor.
+sync_runner: ContextVar[Callable[[Callable[[], Any]], Awaitable[Any]] | None] = ContextVar(
+    "mcp_asgi.sync_runner", default=None
+)
+
+
+async def run_sync(fn: Callable[[], T]) -> T:
+    """Run a blocking user function off the event loop: in the host's runner, else an anyio worker thread."""
+    runner = sync_runner.get()
+    if runner is None:
+        return await anyio.to_thread.run_sync(fn)
+    result: T = await runner(fn)
+    return result

@@ -13,8 +13,9 @@ import typing
 from collections.abc import Callable
 from typing import Any
 
-import anyio.to_thread
 import pydantic
+
+from mcp_asgi.concurrency import run_sync
 
 _BASE_MODEL_NAMES = frozenset(dir(pydantic.BaseModel))
 
@@ -134,8 +135,8 @@ class FunctionArguments:
             kwargs[self.context_param] = context
         if self.is_async:
             return await self.fn(**kwargs)
-        # Sync functions may block: keep them off the event loop.
-        return await anyio.to_thread.run_sync(functools.partial(self.fn, **kwargs))
+        # Sync functions may block: keep them off the event loop (in the host's runner, if it set one).
+        return await run_sync(functools.partial(self.fn, **kwargs))
 
 
 def describe_validation_error(error: pydantic.ValidationError) -> str:
