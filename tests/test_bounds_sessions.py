@@ -296,3 +296,27 @@ async def test_legacy_sse_at_the_cap_answers_503_and_keeps_the_open_stream():
                     if line.startswith("data:"):
                         assert json.loads(line[5:]) == {"jsonrpc": "2.0", "id": 5, "result": {}}
                         break
+
+
+def test_a_record_copy_has_every_field_and_its_own_subscriptions() -> None:
+    # copy() lists the fields by hand (it runs on every request): a field added later must be copied too.
+    import dataclasses
+
+    record = SessionRecord(
+        session_id="s",
+        protocol_version="2025-11-25",
+        client_capabilities={"roots": {}},
+        client_info={"name": "c", "version": "1"},
+        log_level="info",
+        subscriptions={"data://a"},
+        initialized=True,
+        created_at=1.0,
+        last_active=2.0,
+        principal="user:alice",
+    )
+    copied = record.copy()
+    for field in dataclasses.fields(SessionRecord):
+        assert getattr(copied, field.name) == getattr(record, field.name), field.name
+    copied.subscriptions.add("data://b")
+    assert record.subscriptions == {"data://a"}
+    assert not hasattr(record, "__dict__")  # slots: a store holds many of these
