@@ -23,6 +23,7 @@ from mcp_asgi.components.resources import Resource, ResourceTemplate, is_templat
 from mcp_asgi.components.signature import FunctionArguments, caller_namespace
 from mcp_asgi.components.tools import Tool, ToolOptions
 from mcp_asgi.context import Context
+from mcp_asgi.middleware import build_handlers, check_middleware, looks_like_mcp_middleware
 from mcp_asgi.protocol.dispatch import Call, ProtocolCore
 from mcp_asgi.protocol.jsonrpc import INTERNAL_ERROR, MCPError
 from mcp_asgi.protocol.mrtr import STATE_SECRET_ENV, RequestStateCodec
@@ -158,6 +159,8 @@ class MCPServer:
         state_secret: str | bytes | None = None,
         mask_error_details: bool = False,
         backend: Backend | None = None,
+        middleware: Sequence[Any] | None = None,
+        telemetry: bool | None = None,
     ) -> None:
         if page_size is not None and page_size < 1:
             raise ValueError("`page_size` must be a positive number of items, or None for no pagination")
@@ -199,12 +202,35 @@ class MCPServer:
         # Drops idle sessions of every app built by http_app() while the lifespan runs.
         self._sweeper = SessionSweeper()
         self._core = ProtocolCore(self, self._registry, self._hub, self._state_codec, self._make_context)
+        # MCP middleware (mcp_asgi/middleware.py), outermost first; telemetry, when on, is the outermost.
+        self._middleware: list[Any] = []
+        tracing = _telemetry(telemetry)
+        for layer in ([tracing] if tracing is not None else []) + list(middleware or ()):
+            self.add_middleware(layer)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r})"
 
     def _make_context(self, call: Call) -> Context:
         return self.context_class(self, call)
+
+    def add_middleware(self, middleware: Any) -> Any:
+        """Add an MCP middleware (see `mcp_asgi.middleware`) inside those already added; returns it.
+
+        ASGI middleware goes to `http_app(middleware=[Middleware(...)])` instead.
+        """
+        check_middleware(middleware)
+        self._middleware.append(middleware)
+        layers = tuple(self._middleware)
+        self._core.wrap_handlers(
+            lambda handlers: build_handlers(self._core, handlers, layers, mask=lambda: self.mask_error_details)
+        )
+        return middleware
+
+    @property
+    def middleware(self) -> tuple[Any, ...]:
+        """The MCP middleware, outermost first (the telemetry layer first when it is on)."""
+        return tuple(self._middleware)
 
     @property
     def _tools(self) -> dict[str, Tool]:
@@ -454,6 +480,11 @@ class MCPServer:
         if not path.startswith("/"):
             raise ValueError(f"`path` must start with '/', got {path!r}")
         if middleware is not None and not all(isinstance(m, Middleware) for m in middleware):
+            if any(looks_like_mcp_middleware(m) for m in middleware):
+                raise TypeError(
+                    "http_app(middleware=...) takes ASGI middleware (starlette.middleware.Middleware(...)); "
+                    "MCP middleware (on_call_tool, ...) goes to MCPServer(middleware=[...]) or mcp.add_middleware()"
+                )
             raise TypeError("`middleware` must be a list of starlette.middleware.Middleware(...) entries")
         # DNS-rebinding protection: automatic on localhost, or the lists given; origins the CORS
         # middleware allows are allowed too.
@@ -560,6 +591,23 @@ class MCPServer:
     def __mcp_asgi_app__(self) -> MCPApp:
         """The app `mount()` and `combine_lifespans()` use: the endpoint at the mount root."""
         return self.http_app(path="/")
+
+
+def _telemetry(enabled: bool | None) -> Any:
+    """The OpenTelemetry middleware: None when off, or when opentelemetry-api is absent and not asked for."""
+    if enabled is False:
+        return None
+    try:
+        from mcp_asgi.telemetry import Telemetry
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").partition(".")[0] != "opentelemetry":
+            raise
+        if enabled:
+            raise ModuleNotFoundError(
+                "MCPServer(telemetry=True) needs opentelemetry-api: pip install 'mcp-asgi[otel]'", name=exc.name
+            ) from None
+        return None
+    return Telemetry()
 
 
 FastMCP = MCPServer
