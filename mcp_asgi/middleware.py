@@ -145,7 +145,7 @@ class MCPRequest:
 
     @property
     def session_id(self) -> str | None:
-        """The 2025 session's id; None on 2026-07-28, stateless endpoints and stdio."""
+        """The 2025 session's id (`"stdio"` over stdio); None on 2026-07-28 and stateless endpoints."""
         session = self._call.session
         return session.session_id if session is not None else None
 
