@@ -44,6 +44,7 @@ if TYPE_CHECKING:
 __all__ = ["Telemetry"]
 
 _TRACE_KEYS = ("traceparent", "tracestate", "baggage")
+_UNKNOWN = object()
 
 
 class Telemetry:
@@ -58,12 +59,17 @@ class Telemetry:
         from mcp_asgi import __version__
 
         self._tracer = trace.get_tracer("mcp_asgi", __version__, tracer_provider=tracer_provider)
-        # The global provider may be installed after the server is built: checked per request.
-        self._global = tracer_provider is None
+        # Until a global provider is installed (which may happen after the server is built) every
+        # span would be dropped: skip the work. Once installed, it stays: no more checks.
+        if tracer_provider is None:
+            trace.get_tracer_provider()  # loads one named by OTEL_PYTHON_TRACER_PROVIDER, if any
+        self._waiting = tracer_provider is None and _no_global_provider()
 
     async def on_request(self, request: MCPRequest, call_next: CallNext) -> dict[str, Any]:
-        if self._global and isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
-            return await call_next(request)  # no SDK installed: every span would be dropped
+        if self._waiting:
+            if _no_global_provider():
+                return await call_next(request)
+            self._waiting = False
         parent, links = _parent(request)
         span = self._tracer.start_span(
             _span_name(request), context=parent, kind=SpanKind.SERVER, attributes=_attributes(request), links=links
@@ -88,6 +94,20 @@ class Telemetry:
                 span.set_attribute("error.type", "tool_error")
                 span.set_status(Status(StatusCode.ERROR))
             return result
+
+
+def _no_global_provider() -> bool:
+    """Whether no global tracer provider is set (spans would go nowhere).
+
+    `get_tracer_provider()` says so too, but looks up an environment variable in `os.environ` on
+    every call (two KeyErrors, about 1.5 us); the module global it reads is checked directly,
+    falling back to the public call should an API version not have it. The first public call
+    (from `Telemetry()`) loads a provider named by OTEL_PYTHON_TRACER_PROVIDER into that global.
+    """
+    provider = getattr(trace, "_TRACER_PROVIDER", _UNKNOWN)
+    if provider is _UNKNOWN:
+        return isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
+    return provider is None
 
 
 def _span_name(request: MCPRequest) -> str:

@@ -293,3 +293,12 @@ def test_telemetry_is_the_outermost_middleware_of_a_default_server():
     mcp = MCPServer("default", middleware=[audit])
     assert [type(layer) for layer in mcp.middleware] == [Telemetry, Audit]
     assert MCPServer("off", telemetry=False, middleware=[audit]).middleware == (audit,)
+
+
+async def test_malformed_trace_context_starts_a_new_trace_and_the_request_is_answered(provider, exporter):
+    async with client_for(build(provider).http_app()) as client:
+        from_meta = await post(client, "tools/list", {"_meta": {"traceparent": 5, "tracestate": ["x"]}})
+        from_header = await post(client, "prompts/list", {}, traceparent="00-not-a-trace-01")
+    assert "result" in from_meta and "result" in from_header
+    spans = exporter.get_finished_spans()
+    assert [(span.name, span.parent) for span in spans] == [("tools/list", None), ("prompts/list", None)]
