@@ -207,9 +207,31 @@ def check_middleware(middleware: Any) -> tuple[str, ...]:
     return found
 
 
-def looks_like_mcp_middleware(obj: Any) -> bool:
-    """Whether `obj` has an MCP middleware hook (for the error when it is given as ASGI middleware)."""
-    return any(getattr(obj, name, None) is not None for name in HOOKS)
+def not_asgi_middleware(entries: Iterable[Any]) -> TypeError:
+    """The error for `http_app(middleware=...)` entries that are not `Middleware(...)`, naming where MCP ones go."""
+    if any(getattr(entry, name, None) is not None for entry in entries for name in HOOKS):
+        return TypeError(
+            "http_app(middleware=...) takes ASGI middleware (starlette.middleware.Middleware(...)); "
+            "MCP middleware (on_call_tool, ...) goes to MCPServer(middleware=[...]) or mcp.add_middleware()"
+        )
+    return TypeError("`middleware` must be a list of starlette.middleware.Middleware(...) entries")
+
+
+def telemetry_layer(enabled: bool | None) -> list[Any]:
+    """`[Telemetry()]`, or `[]` when off (False) or when opentelemetry-api is absent and not insisted on (None)."""
+    if enabled is False:
+        return []
+    try:
+        from mcp_asgi.telemetry import Telemetry
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").partition(".")[0] != "opentelemetry":
+            raise
+        if enabled:
+            raise ModuleNotFoundError(
+                "MCPServer(telemetry=True) needs opentelemetry-api: pip install 'mcp-asgi[otel]'", name=exc.name
+            ) from None
+        return []
+    return [Telemetry()]
 
 
 def build_handlers(

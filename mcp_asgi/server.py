@@ -23,7 +23,7 @@ from mcp_asgi.components.resources import Resource, ResourceTemplate, is_templat
 from mcp_asgi.components.signature import FunctionArguments, caller_namespace
 from mcp_asgi.components.tools import Tool, ToolOptions
 from mcp_asgi.context import Context
-from mcp_asgi.middleware import build_handlers, check_middleware, looks_like_mcp_middleware
+from mcp_asgi.middleware import build_handlers, check_middleware, not_asgi_middleware, telemetry_layer
 from mcp_asgi.protocol.dispatch import Call, ProtocolCore
 from mcp_asgi.protocol.jsonrpc import INTERNAL_ERROR, MCPError
 from mcp_asgi.protocol.mrtr import STATE_SECRET_ENV, RequestStateCodec
@@ -204,8 +204,7 @@ class MCPServer:
         self._core = ProtocolCore(self, self._registry, self._hub, self._state_codec, self._make_context)
         # MCP middleware (mcp_asgi/middleware.py), outermost first; telemetry, when on, is the outermost.
         self._middleware: list[Any] = []
-        tracing = _telemetry(telemetry)
-        for layer in ([tracing] if tracing is not None else []) + list(middleware or ()):
+        for layer in [*telemetry_layer(telemetry), *(middleware or ())]:
             self.add_middleware(layer)
 
     def __repr__(self) -> str:
@@ -480,12 +479,7 @@ class MCPServer:
         if not path.startswith("/"):
             raise ValueError(f"`path` must start with '/', got {path!r}")
         if middleware is not None and not all(isinstance(m, Middleware) for m in middleware):
-            if any(looks_like_mcp_middleware(m) for m in middleware):
-                raise TypeError(
-                    "http_app(middleware=...) takes ASGI middleware (starlette.middleware.Middleware(...)); "
-                    "MCP middleware (on_call_tool, ...) goes to MCPServer(middleware=[...]) or mcp.add_middleware()"
-                )
-            raise TypeError("`middleware` must be a list of starlette.middleware.Middleware(...) entries")
+            raise not_asgi_middleware(middleware)
         # DNS-rebinding protection: automatic on localhost, or the lists given; origins the CORS
         # middleware allows are allowed too.
         guard = HostOriginGuard(allowed_hosts, allowed_origins, cors=cors_origins(middleware or ()))
@@ -591,23 +585,6 @@ class MCPServer:
     def __mcp_asgi_app__(self) -> MCPApp:
         """The app `mount()` and `combine_lifespans()` use: the endpoint at the mount root."""
         return self.http_app(path="/")
-
-
-def _telemetry(enabled: bool | None) -> Any:
-    """The OpenTelemetry middleware: None when off, or when opentelemetry-api is absent and not asked for."""
-    if enabled is False:
-        return None
-    try:
-        from mcp_asgi.telemetry import Telemetry
-    except ModuleNotFoundError as exc:
-        if (exc.name or "").partition(".")[0] != "opentelemetry":
-            raise
-        if enabled:
-            raise ModuleNotFoundError(
-                "MCPServer(telemetry=True) needs opentelemetry-api: pip install 'mcp-asgi[otel]'", name=exc.name
-            ) from None
-        return None
-    return Telemetry()
 
 
 FastMCP = MCPServer
