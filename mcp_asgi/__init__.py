@@ -11,6 +11,7 @@ from mcp_asgi.components.content import File as FileContent
 from mcp_asgi.components.prompts import PromptMessage
 from mcp_asgi.components.tools import ToolError, ToolResult
 from mcp_asgi.context import Context
+from mcp_asgi.middleware import MCPRequest
 from mcp_asgi.protocol.jsonrpc import MCPError
 from mcp_asgi.protocol.mrtr import Elicit, ElicitationResult, ListRoots, Sample, SamplingResult
 from mcp_asgi.protocol.param_headers import ParamHeader
@@ -31,6 +32,7 @@ __all__ = [
     "InMemorySessionStore",
     "ListRoots",
     "MCPError",
+    "MCPRequest",
     "MCPServer",
     "ParamHeader",
     "PromptMessage",

@@ -24,6 +24,7 @@ from mcp_asgi.components.resources import Resource, ResourceTemplate, is_templat
 from mcp_asgi.components.signature import FunctionArguments, caller_namespace
 from mcp_asgi.components.tools import Tool, ToolOptions
 from mcp_asgi.context import Context
+from mcp_asgi.middleware import build_handlers, check_middleware, not_asgi_middleware, telemetry_layer
 from mcp_asgi.protocol.dispatch import Call, ProtocolCore
 from mcp_asgi.protocol.jsonrpc import INTERNAL_ERROR, MCPError
 from mcp_asgi.protocol.mrtr import STATE_SECRET_ENV, RequestStateCodec
@@ -162,6 +163,8 @@ class MCPServer:
         backend: Backend | None = None,
         auth: BearerAuth | HostAuth | None = None,
         hide_unauthorized: bool = False,
+        middleware: Sequence[Any] | None = None,
+        telemetry: bool | None = None,
     ) -> None:
         if not isinstance(hide_unauthorized, bool):
             raise TypeError(f"`hide_unauthorized` must be True or False, got {hide_unauthorized!r}")
@@ -210,12 +213,34 @@ class MCPServer:
         self._core = ProtocolCore(self, self._registry, self._hub, self._state_codec, self._make_context)
         # Who may call the MCP endpoint over HTTP (stdio is unaffected); `http_app(auth=)` wins.
         self.auth = _checked_auth(auth)
+        # MCP middleware (mcp_asgi/middleware.py), outermost first; telemetry, when on, is the outermost.
+        self._middleware: list[Any] = []
+        for layer in [*telemetry_layer(telemetry), *(middleware or ())]:
+            self.add_middleware(layer)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r})"
 
     def _make_context(self, call: Call) -> Context:
         return self.context_class(self, call)
+
+    def add_middleware(self, middleware: Any) -> Any:
+        """Add an MCP middleware (see `mcp_asgi.middleware`) inside those already added; returns it.
+
+        ASGI middleware goes to `http_app(middleware=[Middleware(...)])` instead.
+        """
+        check_middleware(middleware)
+        self._middleware.append(middleware)
+        layers = tuple(self._middleware)
+        self._core.wrap_handlers(
+            lambda handlers: build_handlers(self._core, handlers, layers, mask=lambda: self.mask_error_details)
+        )
+        return middleware
+
+    @property
+    def middleware(self) -> tuple[Any, ...]:
+        """The MCP middleware, outermost first (the telemetry layer first when it is on)."""
+        return tuple(self._middleware)
 
     @property
     def _tools(self) -> dict[str, Tool]:
@@ -559,7 +584,7 @@ class MCPServer:
         if not path.startswith("/"):
             raise ValueError(f"`path` must start with '/', got {path!r}")
         if middleware is not None and not all(isinstance(m, Middleware) for m in middleware):
-            raise TypeError("`middleware` must be a list of starlette.middleware.Middleware(...) entries")
+            raise not_asgi_middleware(middleware)
         # DNS-rebinding protection: automatic on localhost, or the lists given; origins the CORS
         # middleware allows are allowed too.
         guard = HostOriginGuard(allowed_hosts, allowed_origins, cors=cors_origins(middleware or ()))

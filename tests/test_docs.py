@@ -22,7 +22,12 @@ from mcp import Client
 from tests.conftest import serve
 
 ROOT = Path(__file__).resolve().parent.parent
-MARKDOWN_FILES = [ROOT / "docs" / "integration.md", ROOT / "docs" / "hosts.md", ROOT / "README.md"]
+MARKDOWN_FILES = [
+    ROOT / "docs" / "integration.md",
+    ROOT / "docs" / "hosts.md",
+    ROOT / "docs" / "middleware.md",
+    ROOT / "README.md",
+]
 SKIP_MARKER = "<!-- no-test -->"
 FENCE = re.compile(r"^```python[ \t]*\n(.*?)^```[ \t]*$", re.MULTILINE | re.DOTALL)
 

@@ -295,6 +295,17 @@ class ProtocolCore:
             "resources/unsubscribe": self._unsubscribe,
             "subscriptions/listen": self._listen,
         }
+        # What `_handlers` is without MCP middleware; `wrap_handlers` derives chains from it.
+        self._base_handlers = self._handlers
+
+    def wrap_handlers(
+        self, wrap: Callable[[dict[str, Callable[[Call], Awaitable[dict[str, Any]]]]], dict[str, Any]] | None
+    ) -> None:
+        """Dispatch through `wrap(handlers)` (MCP middleware chains); None restores the plain handlers.
+
+        Done once per change, so a request pays nothing for middleware it does not have.
+        """
+        self._handlers = self._base_handlers if wrap is None else wrap(self._base_handlers)
 
     def knows(self, revision: Revision, method: str) -> bool:
         if method == "completion/complete" and self.registry.completion is None:
