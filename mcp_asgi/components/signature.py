@@ -16,6 +16,8 @@ from typing import Any
 import anyio.to_thread
 import pydantic
 
+from mcp_asgi.dependencies import Injector, request_source
+
 _BASE_MODEL_NAMES = frozenset(dir(pydantic.BaseModel))
 
 
@@ -46,6 +48,15 @@ def _is_context(annotation: Any) -> bool:
     if origin is typing.Annotated:
         return _is_context(typing.get_args(annotation)[0])
     return inspect.isclass(annotation) and issubclass(annotation, Context)
+
+
+def _allows_none(annotation: Any) -> bool:
+    origin = typing.get_origin(annotation)
+    if origin is typing.Annotated:
+        return _allows_none(typing.get_args(annotation)[0])
+    if origin is typing.Union or (origin is not None and str(origin) == "types.UnionType"):
+        return type(None) in typing.get_args(annotation)
+    return False
 
 
 def is_async_callable(fn: Any) -> bool:
@@ -79,6 +90,10 @@ class FunctionArguments:
         fields: dict[str, Any] = {}
         # (field name in the model, parameter name of the function)
         self._names: list[tuple[str, str]] = []
+        # Parameters the HTTP request fills, never the client: the Request, FastAPI dependencies.
+        request_params: list[tuple[str, bool]] = []
+        fastapi_params: list[inspect.Parameter] = []
+        owner = f"{getattr(fn, '__qualname__', None) or callable_name(fn)}()"
         for index, param in enumerate(inspect.signature(fn).parameters.values()):
             if param.kind is inspect.Parameter.VAR_KEYWORD:
                 self.accepts_any = True
@@ -88,6 +103,13 @@ class FunctionArguments:
             annotation = hints.get(param.name, Any)
             if _is_context(annotation):
                 self.context_param = param.name
+                continue
+            source = request_source(param, annotation, owner)
+            if source == "request":
+                request_params.append((param.name, _allows_none(annotation)))
+                continue
+            if source == "fastapi":
+                fastapi_params.append(param.replace(annotation=annotation))
                 continue
             default = ... if param.default is inspect.Parameter.empty else param.default
             field_name = param.name
@@ -99,6 +121,9 @@ class FunctionArguments:
                 fields[field_name] = (annotation, default)
             self._names.append((field_name, param.name))
         self.parameter_names = [name for _, name in self._names]
+        self.injector = Injector(request_params, fastapi_params, owner) if request_params or fastapi_params else None
+        # Whether a call needs the `Context` built: for the function, or for the request its injector reads.
+        self.needs_context = self.context_param is not None or self.injector is not None
         self.model = pydantic.create_model(model_name, __base__=_ArgumentsBase, **fields)
         self._validate = self.model.__pydantic_validator__.validate_python
 
@@ -132,6 +157,13 @@ class FunctionArguments:
     async def call(self, kwargs: dict[str, Any], context: Any = None) -> Any:
         if self.context_param is not None:
             kwargs[self.context_param] = context
+        if self.injector is not None:
+            # The request and FastAPI dependencies fill their parameters around the call (`yield` cleanup after).
+            return await self.injector.call(self.invoke, kwargs, context)
+        return await self.invoke(kwargs)
+
+    async def invoke(self, kwargs: dict[str, Any]) -> Any:
+        """The function called with `kwargs` as they are: awaited, or in a worker thread if sync."""
         if self.is_async:
             return await self.fn(**kwargs)
         # Sync functions may block: keep them off the event loop.
