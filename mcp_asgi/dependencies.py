@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import types
 import typing
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import AsyncExitStack
@@ -126,16 +127,16 @@ def request_error(exc: Exception) -> MCPError:
 
 
 # Reading signatures (once, when a function is registered).
-def _unwrap(annotation: Any) -> tuple[Any, bool]:
-    """The class an annotation names, and whether None is allowed (`X | None`, `Annotated[X, ...]`)."""
+def _unwrap(annotation: Any) -> Any:
+    """The class an annotation names, through `Annotated[X, ...]` and `X | None`."""
     origin = typing.get_origin(annotation)
     if origin is typing.Annotated:
         return _unwrap(typing.get_args(annotation)[0])
-    if origin is typing.Union or (origin is not None and str(origin) == "types.UnionType"):
+    if origin is typing.Union or origin is types.UnionType:
         members = [arg for arg in typing.get_args(annotation) if arg is not type(None)]
         if len(members) == 1:
-            return _unwrap(members[0])[0], True
-    return annotation, False
+            return _unwrap(members[0])
+    return annotation
 
 
 def _fastapi_marker(param: inspect.Parameter, annotation: Any) -> Any:
@@ -168,7 +169,7 @@ def request_source(param: inspect.Parameter, annotation: Any, owner: str) -> str
                 f"sends it as an argument)"
             )
         return "fastapi"
-    cls, _ = _unwrap(annotation)
+    cls = _unwrap(annotation)
     if not inspect.isclass(cls):
         return None
     for refused, _, why in _REFUSED_TYPES:

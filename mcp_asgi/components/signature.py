@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import inspect
 import sys
+import types
 import typing
 from collections.abc import Callable
 from typing import Any
@@ -43,7 +44,7 @@ def _is_context(annotation: Any) -> bool:
     if annotation is None:
         return False
     origin = typing.get_origin(annotation)
-    if origin is typing.Union or (origin is not None and str(origin) == "types.UnionType"):
+    if origin is typing.Union or origin is types.UnionType:
         return any(_is_context(arg) for arg in typing.get_args(annotation))
     if origin is typing.Annotated:
         return _is_context(typing.get_args(annotation)[0])
@@ -54,7 +55,7 @@ def _allows_none(annotation: Any) -> bool:
     origin = typing.get_origin(annotation)
     if origin is typing.Annotated:
         return _allows_none(typing.get_args(annotation)[0])
-    if origin is typing.Union or (origin is not None and str(origin) == "types.UnionType"):
+    if origin is typing.Union or origin is types.UnionType:
         return type(None) in typing.get_args(annotation)
     return False
 
