@@ -44,7 +44,7 @@ def _is_context(annotation: Any) -> bool:
     if annotation is None:
         return False
     origin = typing.get_origin(annotation)
-    if origin is typing.Union or origin is types.UnionType:
+    if origin is typing.Union or (origin is not None and str(origin) == "types.UnionType"):
         return any(_is_context(arg) for arg in typing.get_args(annotation))
     if origin is typing.Annotated:
         return _is_context(typing.get_args(annotation)[0])
@@ -155,16 +155,14 @@ class FunctionArguments:
                 kwargs.setdefault(key, value)
         return kwargs
 
-    async def call(self, kwargs: dict[str, Any], context: Any = None) -> Any:
+    async def call(self, kwargs: dict[str, Any], context: Any = None, *, injected: bool = False) -> Any:
         if self.context_param is not None:
             kwargs[self.context_param] = context
-        if self.injector is not None:
-            # The request and FastAPI dependencies fill their parameters around the call (`yield` cleanup after).
-            return await self.injector.call(self.invoke, kwargs, context)
-        return await self.invoke(kwargs)
-
-    async def invoke(self, kwargs: dict[str, Any]) -> Any:
-        """The function called with `kwargs` as they are: awaited, or in a worker thread if sync."""
+        if self.injector is not None and not injected:
+            # The request and FastAPI dependencies fill their parameters, then call back here (`yield` cleanup
+            # after): a function without them pays this one check.
+            invoke = functools.partial(self.call, context=context, injected=True)
+            return await self.injector.call(invoke, kwargs, context)
         if self.is_async:
             return await self.fn(**kwargs)
         # Sync functions may block: keep them off the event loop.
