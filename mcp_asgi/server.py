@@ -560,6 +560,7 @@ class MCPServer:
         max_in_flight: int = 64,
         backend: Backend | None = None,
         auth: BearerAuth | HostAuth | None = None,
+        dependencies: Sequence[Any] | None = None,
     ) -> MCPApp:
         """A Starlette app serving this server; mount it anywhere or run it with uvicorn.
 
@@ -572,6 +573,8 @@ class MCPServer:
         events and cross-worker messages; `session_store`/`event_store` fill an in-memory one.
         `auth` (default: the server's) protects every MCP request (see `mcp_asgi.auth`); the app then
         serves the endpoint's RFC 9728 metadata at `/.well-known/oauth-protected-resource{path}`.
+        `dependencies` (FastAPI `Depends(...)`) run once per HTTP request to the endpoint, after `auth`,
+        as a FastAPI router's do: an `HTTPException` there answers (see `mcp_asgi.dependencies`).
         """
         if transport not in (*HTTP_TRANSPORTS, "sse"):
             raise ValueError(f"`transport` must be one of {', '.join(HTTP_TRANSPORTS)}, sse; got {transport!r}")
@@ -595,6 +598,12 @@ class MCPServer:
             from mcp_asgi.auth.bearer import AuthGate
 
             gate = AuthGate(chosen_auth, path)
+        # What the MCP endpoint checks per request: the auth gate, then the FastAPI dependencies if any.
+        endpoint_gate: Any = gate
+        if dependencies:
+            from mcp_asgi.dependencies import DependencyGate
+
+            endpoint_gate = DependencyGate(dependencies, auth=gate)
         endpoint: Any
         if transport == "sse":
             from mcp_asgi.transports.sse import build_sse_routes
@@ -612,7 +621,7 @@ class MCPServer:
                 guard=guard,
                 body_timeout=body_timeout,
                 max_in_flight=max_in_flight,
-                gate=gate,
+                gate=endpoint_gate,
             )
         else:
             endpoint = StreamableHTTPEndpoint(
@@ -627,7 +636,7 @@ class MCPServer:
                 body_timeout=body_timeout,
                 max_in_flight=max_in_flight,
             )
-            endpoint.gate = gate
+            endpoint.gate = endpoint_gate
             routes = [EndpointRoute(path, endpoint, name="mcp")]
         self._sweeper.watch(endpoint.sessions)
         self._backends.add(backend)

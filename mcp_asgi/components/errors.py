@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from mcp_asgi.dependencies import REQUEST_ERRORS, request_error
 from mcp_asgi.protocol.jsonrpc import INTERNAL_ERROR, MCPError
 from mcp_asgi.protocol.mrtr import InputRequired
 
@@ -38,6 +39,8 @@ async def call_user_code(call: Any, kwargs: dict[str, Any], context: Any, *, wha
         return await call(kwargs, context)
     except PASS_THROUGH:
         raise
+    except REQUEST_ERRORS as exc:
+        raise request_error(exc) from exc
     except Exception as exc:
         logger.exception("%s", what)
         raise MCPError(INTERNAL_ERROR, failure_text(what, exc, mask=mask)) from exc

@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import inspect
 import sys
+import types
 import typing
 from collections.abc import Callable
 from typing import Any
@@ -16,6 +17,7 @@ from typing import Any
 import pydantic
 
 from mcp_asgi.concurrency import run_sync
+from mcp_asgi.dependencies import Injector, request_source
 
 _BASE_MODEL_NAMES = frozenset(dir(pydantic.BaseModel))
 
@@ -49,6 +51,15 @@ def _is_context(annotation: Any) -> bool:
     return inspect.isclass(annotation) and issubclass(annotation, Context)
 
 
+def _allows_none(annotation: Any) -> bool:
+    origin = typing.get_origin(annotation)
+    if origin is typing.Annotated:
+        return _allows_none(typing.get_args(annotation)[0])
+    if origin is typing.Union or origin is types.UnionType:
+        return type(None) in typing.get_args(annotation)
+    return False
+
+
 def is_async_callable(fn: Any) -> bool:
     while isinstance(fn, functools.partial):
         fn = fn.func
@@ -80,6 +91,10 @@ class FunctionArguments:
         fields: dict[str, Any] = {}
         # (field name in the model, parameter name of the function)
         self._names: list[tuple[str, str]] = []
+        # Parameters the HTTP request fills, never the client: the Request, FastAPI dependencies.
+        request_params: list[tuple[str, bool]] = []
+        fastapi_params: list[inspect.Parameter] = []
+        owner = f"{getattr(fn, '__qualname__', None) or callable_name(fn)}()"
         for index, param in enumerate(inspect.signature(fn).parameters.values()):
             if param.kind is inspect.Parameter.VAR_KEYWORD:
                 self.accepts_any = True
@@ -89,6 +104,13 @@ class FunctionArguments:
             annotation = hints.get(param.name, Any)
             if _is_context(annotation):
                 self.context_param = param.name
+                continue
+            source = request_source(param, annotation, owner)
+            if source == "request":
+                request_params.append((param.name, _allows_none(annotation)))
+                continue
+            if source == "fastapi":
+                fastapi_params.append(param.replace(annotation=annotation))
                 continue
             default = ... if param.default is inspect.Parameter.empty else param.default
             field_name = param.name
@@ -100,6 +122,9 @@ class FunctionArguments:
                 fields[field_name] = (annotation, default)
             self._names.append((field_name, param.name))
         self.parameter_names = [name for _, name in self._names]
+        self.injector = Injector(request_params, fastapi_params, owner) if request_params or fastapi_params else None
+        # Whether a call needs the `Context` built: for the function, or for the request its injector reads.
+        self.needs_context = self.context_param is not None or self.injector is not None
         self.model = pydantic.create_model(model_name, __base__=_ArgumentsBase, **fields)
         self._validate = self.model.__pydantic_validator__.validate_python
 
@@ -130,9 +155,14 @@ class FunctionArguments:
                 kwargs.setdefault(key, value)
         return kwargs
 
-    async def call(self, kwargs: dict[str, Any], context: Any = None) -> Any:
+    async def call(self, kwargs: dict[str, Any], context: Any = None, *, injected: bool = False) -> Any:
         if self.context_param is not None:
             kwargs[self.context_param] = context
+        if self.injector is not None and not injected:
+            # The request and FastAPI dependencies fill their parameters, then call back here (`yield` cleanup
+            # after): a function without them pays this one check.
+            invoke = functools.partial(self.call, context=context, injected=True)
+            return await self.injector.call(invoke, kwargs, context)
         if self.is_async:
             return await self.fn(**kwargs)
         # Sync functions may block: keep them off the event loop (in the host's runner, if it set one).

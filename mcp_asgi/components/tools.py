@@ -22,6 +22,7 @@ from mcp_asgi.components.signature import (
     describe_validation_error,
     docstring_description,
 )
+from mcp_asgi.dependencies import REQUEST_ERRORS, request_error_result
 from mcp_asgi.protocol.param_headers import param_headers
 
 if TYPE_CHECKING:
@@ -164,6 +165,9 @@ class Tool:
         except PASS_THROUGH:
             # Protocol outcomes (missing capability, input required) are not tool failures.
             raise
+        except REQUEST_ERRORS as exc:
+            # An HTTPException (its status goes in `_meta`), or a parameter the request could not fill.
+            return request_error_result(exc)
         except ToolError as exc:
             return error_result(str(exc))
         except Exception as exc:

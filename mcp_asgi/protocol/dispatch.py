@@ -462,7 +462,7 @@ class ProtocolCore:
             raise invalid_params(f"Unknown tool: {name}")
         if tool.scopes:
             check_scopes(tool.scopes, call.request, f"tool '{name}'")
-        context = self.context(call) if tool.arguments.context_param else None
+        context = self.context(call) if tool.arguments.needs_context else None
         return await tool.run(call.params.get("arguments"), context, structured=call.revision.structured_output)
 
     # Resources.
@@ -478,14 +478,14 @@ class ProtocolCore:
         if resource is not None:
             if resource.scopes:
                 check_scopes(resource.scopes, call.request, f"resource '{uri}'")
-            context = self.context(call) if resource.arguments.context_param else None
+            context = self.context(call) if resource.arguments.needs_context else None
             return await resource.read(context)
         for template in self.registry.snapshot("templates"):
             params = template.match(uri)
             if params is not None:
                 if template.scopes:
                     check_scopes(template.scopes, call.request, f"resource '{uri}'")
-                context = self.context(call) if template.arguments.context_param else None
+                context = self.context(call) if template.arguments.needs_context else None
                 return await template.read(uri, params, context)
         raise MCPError(call.revision.resource_not_found_code, f"Resource not found: {uri}", {"uri": uri})
 
@@ -567,7 +567,7 @@ class ProtocolCore:
             raise invalid_params(f"Unknown prompt: {name}")
         if prompt.scopes:
             check_scopes(prompt.scopes, call.request, f"prompt '{name}'")
-        context = self.context(call) if prompt.arguments.context_param else None
+        context = self.context(call) if prompt.arguments.needs_context else None
         try:
             return await prompt.render(call.params.get("arguments"), context)
         except ValueError as exc:
