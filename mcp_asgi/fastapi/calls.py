@@ -21,14 +21,15 @@ import anyio
 from starlette.types import ASGIApp, Message
 
 from mcp_asgi.components.tools import ToolResult
+from mcp_asgi.dependencies import HTTP_STATUS_META
 from mcp_asgi.fastapi.schemas import RouteShape
 
 __all__ = ["RouteCall", "STATUS_META_KEY"]
 
 logger = logging.getLogger("mcp_asgi")
 
-# Where an error result carries the route's HTTP status.
-STATUS_META_KEY = "mcp-asgi/status"
+# Where an error result carries the route's HTTP status: the key an HTTPException raised in a tool uses too.
+STATUS_META_KEY = HTTP_STATUS_META
 # An error page is for a model to read: this much of a non-JSON one is plenty.
 ERROR_TEXT_LIMIT = 2000
 _PATH_PARAM = re.compile(r"\{([^{}:]+)\}")
