@@ -3,37 +3,33 @@
 from __future__ import annotations
 
 import contextlib
-import copy
 import logging
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from starlette.applications import Starlette
 from starlette.middleware import Middleware
-from starlette.routing import BaseRoute, Match, NoMatchFound, Route
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.routing import Route
+from starlette.types import Scope
 
 from mcp_asgi import shutdown as host_shutdown
-from mcp_asgi.asgi.cors import cors_origins
 from mcp_asgi.asgi.lifespan import SharedLifespan
-from mcp_asgi.asgi.security import HostOriginGuard, guarded_route
 from mcp_asgi.components.errors import call_user_code
 from mcp_asgi.components.prompts import Prompt
 from mcp_asgi.components.resources import Resource, ResourceTemplate, is_template
 from mcp_asgi.components.signature import FunctionArguments, caller_namespace
 from mcp_asgi.components.tools import Tool, ToolOptions
 from mcp_asgi.context import Context
-from mcp_asgi.middleware import build_handlers, check_middleware, not_asgi_middleware, telemetry_layer
+from mcp_asgi.http_app import MCPApp, build_http_app, checked_auth
+from mcp_asgi.middleware import build_handlers, check_middleware, telemetry_layer
 from mcp_asgi.protocol.dispatch import Call, ProtocolCore
 from mcp_asgi.protocol.jsonrpc import INTERNAL_ERROR, MCPError
 from mcp_asgi.protocol.mrtr import STATE_SECRET_ENV, RequestStateCodec
 from mcp_asgi.protocol.notifications import ChangeHub
 from mcp_asgi.protocol.registry import Registry
-from mcp_asgi.scaleout import Backends, backend_from_environment, check_secret, default_backend
+from mcp_asgi.scaleout import Backends, check_secret
 from mcp_asgi.transports.events import EventStore
 from mcp_asgi.transports.sessions import SessionStore
-from mcp_asgi.transports.streamable_http import StreamableHTTPEndpoint
 from mcp_asgi.transports.sweeper import SessionSweeper
 
 if TYPE_CHECKING:
@@ -44,18 +40,6 @@ if TYPE_CHECKING:
 
 F = TypeVar("F", bound=Callable[..., Any])
 logger = logging.getLogger("mcp_asgi")
-
-try:
-    from starlette._utils import get_route_path
-except ImportError:  # pragma: no cover - older Starlette
-
-    def get_route_path(scope: Scope) -> str:
-        path: str = scope["path"]
-        root = scope.get("root_path", "")
-        return path[len(root) :] if root and path.startswith(root) else path
-
-
-HTTP_TRANSPORTS = ("http", "streamable-http")
 
 
 class _Sent:
@@ -82,52 +66,6 @@ class _Completion:
                 kwargs[name] = value
         what = f"Error completing argument '{argument.get('name')}'"
         return await call_user_code(self.arguments.call, kwargs, ctx, what=what, mask=self.mask_error_details)
-
-
-class EndpointRoute(BaseRoute):
-    """Matches the MCP path with or without a trailing slash, so neither answers 307."""
-
-    def __init__(self, path: str, endpoint: ASGIApp, *, name: str | None = None) -> None:
-        if path != "/" and not path.startswith("/"):
-            raise ValueError(f"`path` must start with '/', got {path!r}")
-        self.path = path.rstrip("/")
-        self.endpoint = endpoint
-        self.name = name
-
-    def matches(self, scope: Scope) -> tuple[Match, Scope]:
-        if scope["type"] == "http" and get_route_path(scope).rstrip("/") == self.path:
-            return Match.FULL, {}
-        return Match.NONE, {}
-
-    def url_path_for(self, name: str, /, **path_params: Any) -> Any:
-        from starlette.datastructures import URLPath
-
-        if name == self.name and not path_params:
-            return URLPath(self.path or "/")
-        raise NoMatchFound(name, path_params)
-
-    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await self.endpoint(scope, receive, send)
-
-
-class MCPApp(Starlette):
-    """The Starlette app `http_app()` returns. It remembers which app mounted it."""
-
-    mcp_server: MCPServer
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        # Starlette overwrites scope["app"]; keep the host's for `ctx.app` first.
-        if "mcp_asgi.host_app" not in scope:
-            scope["mcp_asgi.host_app"] = scope.get("app", self)
-        await super().__call__(scope, receive, send)
-
-    @property
-    def lifespan(self) -> SharedLifespan:
-        """The server's lifespan, for `FastAPI(lifespan=mcp_app.lifespan)`."""
-        return self.mcp_server._lifespan
-
-    def __mcp_asgi_app__(self) -> ASGIApp:
-        return self
 
 
 class MCPServer:
@@ -212,7 +150,7 @@ class MCPServer:
         self._sweeper = SessionSweeper()
         self._core = ProtocolCore(self, self._registry, self._hub, self._state_codec, self._make_context)
         # Who may call the MCP endpoint over HTTP (stdio is unaffected); `http_app(auth=)` wins.
-        self.auth = _checked_auth(auth)
+        self.auth = checked_auth(auth)
         # MCP middleware (mcp_asgi/middleware.py), outermost first; telemetry, when on, is the outermost.
         self._middleware: list[Any] = []
         for layer in [*telemetry_layer(telemetry), *(middleware or ())]:
@@ -418,22 +356,6 @@ class MCPServer:
 
         return register
 
-    def _built_custom_routes(self, guard: HostOriginGuard, gate: Any) -> list[Route]:
-        built = []
-        for route, guarded, authenticated in self._custom_routes:
-            if authenticated:
-                if gate is None:
-                    raise ValueError(
-                        f"custom route {route.path!r} asks for auth=True, but the server has no auth: "
-                        "pass auth=BearerAuth(...) or HostAuth(...) to MCPServer or http_app"
-                    )
-                from mcp_asgi.auth.bearer import protected
-
-                route = copy.copy(route)
-                route.app = protected(gate, route.app)
-            built.append(guarded_route(guard, route) if guarded else route)
-        return built
-
     # A FastAPI app's routes as tools (mcp_asgi/fastapi/, which imports FastAPI only when called).
     def add_routes(
         self,
@@ -576,106 +498,28 @@ class MCPServer:
         `dependencies` (FastAPI `Depends(...)`) run once per HTTP request to the endpoint, after `auth`,
         as a FastAPI router's do: an `HTTPException` there answers (see `mcp_asgi.dependencies`).
         """
-        if transport not in (*HTTP_TRANSPORTS, "sse"):
-            raise ValueError(f"`transport` must be one of {', '.join(HTTP_TRANSPORTS)}, sse; got {transport!r}")
-        if keepalive_interval <= 0:
-            raise ValueError(f"`keepalive_interval` must be a positive number of seconds; got {keepalive_interval!r}")
-        # subscriptions/listen streams run in the core, which reads the server's interval: the app's
-        # setting reaches them through it (with several apps of one server, the last one built sets it).
-        self.keepalive_interval = keepalive_interval
-        path = ("/sse" if transport == "sse" else "/mcp") if path is None else path
-        if not path.startswith("/"):
-            raise ValueError(f"`path` must start with '/', got {path!r}")
-        if middleware is not None and not all(isinstance(m, Middleware) for m in middleware):
-            raise not_asgi_middleware(middleware)
-        # DNS-rebinding protection: automatic on localhost, or the lists given; origins the CORS
-        # middleware allows are allowed too.
-        guard = HostOriginGuard(allowed_hosts, allowed_origins, cors=cors_origins(middleware or ()))
-        backend = self._resolve_backend(backend, session_store, event_store)
-        chosen_auth = _checked_auth(auth) or self.auth
-        gate = None
-        if chosen_auth is not None:
-            from mcp_asgi.auth.bearer import AuthGate
-
-            gate = AuthGate(chosen_auth, path)
-        # What the MCP endpoint checks per request: the auth gate, then the FastAPI dependencies if any.
-        endpoint_gate: Any = gate
-        if dependencies:
-            from mcp_asgi.dependencies import DependencyGate
-
-            endpoint_gate = DependencyGate(dependencies, auth=gate)
-        endpoint: Any
-        if transport == "sse":
-            from mcp_asgi.transports.sse import build_sse_routes
-
-            # The whole backend: its store holds the sessions, its bus forwards POSTs to the stream's worker.
-            endpoint, routes = build_sse_routes(
-                self,
-                path,
-                message_path,
-                json_response=json_response,
-                stateless=stateless,
-                backend=backend,
-                keepalive_interval=keepalive_interval,
-                max_body_size=max_body_size,
-                guard=guard,
-                body_timeout=body_timeout,
-                max_in_flight=max_in_flight,
-                gate=endpoint_gate,
-            )
-        else:
-            endpoint = StreamableHTTPEndpoint(
-                self,
-                json_response=json_response,
-                stateless=stateless,
-                keepalive_interval=keepalive_interval,
-                max_body_size=max_body_size,
-                guard=guard,
-                backend=backend,
-                sse_retry_interval=sse_retry_interval,
-                body_timeout=body_timeout,
-                max_in_flight=max_in_flight,
-            )
-            endpoint.gate = endpoint_gate
-            routes = [EndpointRoute(path, endpoint, name="mcp")]
-        self._sweeper.watch(endpoint.sessions)
-        self._backends.add(backend)
-        routes = [*routes, *self._built_custom_routes(guard, gate)]
-        if gate is not None:
-            from mcp_asgi.auth.metadata import app_routes
-
-            routes = [*routes, *app_routes(gate.auth, path)]
-        app = MCPApp(debug=debug, routes=routes, middleware=list(middleware or ()), lifespan=self._lifespan)
-        app.mcp_server = self
-        app.state.mcp_server = self
-        app.state.fastmcp_server = self
-        app.state.mcp_endpoint = endpoint
-        app.state.mcp_auth_gate = gate
-        if gate is not None:
-            gate.app = app
-        return app
-
-    def _resolve_backend(
-        self, backend: Backend | None, session_store: SessionStore | None, event_store: EventStore | None
-    ) -> Backend:
-        """The app's backend: its own, the server's, the environment's, or in memory around the stores given."""
-        if backend is not None or self.backend is not None:
-            if session_store is not None or event_store is not None:
-                raise ValueError("pass `backend=` or `session_store=`/`event_store=`, not both (a backend has its own)")
-            chosen = backend if backend is not None else self.backend
-        elif session_store is None and event_store is None and (env := self._environment_backend()) is not None:
-            chosen = env
-        else:
-            return default_backend(session_store, event_store)
-        assert chosen is not None
-        check_secret(chosen, self._secret_given)
-        return chosen
-
-    def _environment_backend(self) -> Backend | None:
-        # One per server, shared by all its apps: one connection pool per worker.
-        if not hasattr(self, "_env_backend"):
-            self._env_backend = backend_from_environment()
-        return self._env_backend
+        return build_http_app(
+            self,
+            path=path,
+            transport=transport,
+            middleware=middleware,
+            json_response=json_response,
+            stateless=stateless,
+            session_store=session_store,
+            keepalive_interval=keepalive_interval,
+            max_body_size=max_body_size,
+            debug=debug,
+            message_path=message_path,
+            allowed_hosts=allowed_hosts,
+            allowed_origins=allowed_origins,
+            event_store=event_store,
+            sse_retry_interval=sse_retry_interval,
+            body_timeout=body_timeout,
+            max_in_flight=max_in_flight,
+            backend=backend,
+            auth=auth,
+            dependencies=dependencies,
+        )
 
     def run(
         self,
@@ -714,14 +558,6 @@ class MCPServer:
     def __mcp_asgi_app__(self) -> MCPApp:
         """The app `mount()` and `combine_lifespans()` use: the endpoint at the mount root."""
         return self.http_app(path="/")
-
-
-def _checked_auth(auth: Any) -> BearerAuth | HostAuth | None:
-    if auth is None:
-        return None
-    from mcp_asgi.auth.bearer import check_auth
-
-    return check_auth(auth)
 
 
 FastMCP = MCPServer

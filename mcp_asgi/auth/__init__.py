@@ -17,7 +17,7 @@ _EXPORTS = {
     "BearerAuth": "mcp_asgi.auth.bearer",
     "HostAuth": "mcp_asgi.auth.bearer",
     "metadata_routes": "mcp_asgi.auth.metadata",
-    "InsufficientScope": "mcp_asgi.auth.scopes",
+    "InsufficientScope": "mcp_asgi.protocol.scopes",
 }
 
 __all__ = sorted(_EXPORTS)

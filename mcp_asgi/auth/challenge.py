@@ -25,8 +25,8 @@ from dataclasses import dataclass
 
 from starlette.types import Scope, Send
 
-from mcp_asgi.auth.scopes import INSUFFICIENT_SCOPE as FORBIDDEN
 from mcp_asgi.protocol.jsonrpc import INVALID_REQUEST, MCPError, encode, error_response
+from mcp_asgi.protocol.scopes import INSUFFICIENT_SCOPE as FORBIDDEN
 
 UNAUTHORIZED = -32001
 UNAVAILABLE = -32000

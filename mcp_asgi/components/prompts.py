@@ -8,7 +8,6 @@ from typing import Any
 import anyio.to_thread
 import pydantic
 
-from mcp_asgi.auth.scopes import validate_scopes
 from mcp_asgi.components.content import reads_files, to_content
 from mcp_asgi.components.errors import call_user_code
 from mcp_asgi.components.signature import (
@@ -18,6 +17,7 @@ from mcp_asgi.components.signature import (
     docstring_description,
 )
 from mcp_asgi.protocol.jsonrpc import invalid_params
+from mcp_asgi.protocol.scopes import validate_scopes
 
 
 class PromptMessage(pydantic.BaseModel):

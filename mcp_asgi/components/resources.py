@@ -9,7 +9,6 @@ from typing import Any
 
 import pydantic
 
-from mcp_asgi.auth.scopes import validate_scopes
 from mcp_asgi.components.content import to_json_text
 from mcp_asgi.components.errors import call_user_code
 from mcp_asgi.components.signature import (
@@ -19,6 +18,7 @@ from mcp_asgi.components.signature import (
     docstring_description,
 )
 from mcp_asgi.protocol.jsonrpc import invalid_params
+from mcp_asgi.protocol.scopes import validate_scopes
 
 _PARAM = re.compile(r"{(\w+)(\*?)}")
 

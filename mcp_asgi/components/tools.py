@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING, Any, TypedDict
 import anyio.to_thread
 import pydantic
 
-from mcp_asgi.auth.scopes import validate_scopes
 from mcp_asgi.components.content import Audio, File, Image, reads_files, to_content, to_json_text, to_jsonable
 from mcp_asgi.components.errors import PASS_THROUGH, failure_text
 from mcp_asgi.components.signature import (
@@ -24,6 +23,7 @@ from mcp_asgi.components.signature import (
 )
 from mcp_asgi.dependencies import REQUEST_ERRORS, request_error_result
 from mcp_asgi.protocol.param_headers import param_headers
+from mcp_asgi.protocol.scopes import validate_scopes
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -84,7 +84,7 @@ class ToolOptions(TypedDict, total=False):
     output_schema: dict[str, Any] | None
     # False: no outputSchema or structuredContent even when the return type has a schema.
     structured_output: bool | None
-    # OAuth scopes an HTTP request must be granted to call it (else 403); see mcp_asgi/auth/scopes.py.
+    # OAuth scopes an HTTP request must be granted to call it (else 403); see mcp_asgi/protocol/scopes.py.
     scopes: list[str] | tuple[str, ...] | set[str] | None
 
 

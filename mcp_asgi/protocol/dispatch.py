@@ -13,7 +13,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
-from mcp_asgi.auth.scopes import allows, check_scopes, granted_scopes
 from mcp_asgi.concurrency import forward_with_keepalive
 from mcp_asgi.principal import principal_of
 from mcp_asgi.protocol import limits
@@ -31,6 +30,7 @@ from mcp_asgi.protocol.jsonrpc import (
 from mcp_asgi.protocol.mrtr import MRTR_METHODS, InputRequired, RequestStateCodec, digest
 from mcp_asgi.protocol.notifications import ChangeHub, Event, event_message
 from mcp_asgi.protocol.registry import Kind, Registry
+from mcp_asgi.protocol.scopes import allows, check_scopes, granted_scopes
 from mcp_asgi.protocol.versions import (
     CACHEABLE_METHODS,
     MODERN_VERSIONS,

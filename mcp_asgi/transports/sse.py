@@ -315,7 +315,7 @@ def build_sse_routes(
 ) -> tuple[SSEEndpoint, list[BaseRoute]]:
     """The endpoint and routes `http_app(transport="sse")` serves."""
     from mcp_asgi.auth.bearer import protected
-    from mcp_asgi.server import EndpointRoute
+    from mcp_asgi.http_app import EndpointRoute
 
     if json_response or stateless:
         raise ValueError("`json_response` and `stateless` apply to Streamable HTTP only, not transport='sse'")
