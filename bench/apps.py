@@ -38,6 +38,12 @@ def add_sync(a: int, b: int) -> int:
     return a + b
 
 
+@mcp.tool(run_in_thread=False)
+def add_inline(a: int, b: int) -> int:
+    """Add two numbers from a plain function on the event loop (run_in_thread=False)."""
+    return a + b
+
+
 @mcp.tool
 async def progress(text: str, ctx: Context) -> str:
     """Send one progress notification, then return the text (a streamed reply)."""

@@ -158,6 +158,11 @@ PATHS = [
     Row("2026-07-28 tools/call, sync tool, text", "mcp", lambda s: modern("echo_sync", {"text": "hello"})),
     Row("2026-07-28 tools/call, sync tool, structured", "mcp", lambda s: modern("add_sync", {"a": 1, "b": 2})),
     Row(
+        "2026-07-28 tools/call, sync tool run_in_thread=False, structured",
+        "mcp",
+        lambda s: modern("add_inline", {"a": 1, "b": 2}),
+    ),
+    Row(
         "2026-07-28 tools/call, one progress notification (SSE)",
         "mcp",
         lambda s: modern("progress", {"text": "hello"}, progressToken="p"),

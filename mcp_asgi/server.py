@@ -190,8 +190,9 @@ class MCPServer:
         """Register a function as a tool: `@mcp.tool`, `@mcp.tool()` or `@mcp.tool(name=...)`.
 
         The options (`name`, `title`, `description`, `annotations`, `icons`, `meta`,
-        `input_schema`, `output_schema`, `structured_output`, `scopes`) are `ToolOptions`.
-        `scopes=["notes:write"]`: an HTTP request must be granted them, else 403.
+        `input_schema`, `output_schema`, `structured_output`, `scopes`, `run_in_thread`) are
+        `ToolOptions`. `scopes=["notes:write"]`: an HTTP request must be granted them, else 403.
+        `run_in_thread=False`: a plain `def` tool that returns at once runs on the event loop.
         """
         if isinstance(fn, str):
             raise TypeError("Use @mcp.tool(name='...') to name a tool; the first argument is the function")

@@ -82,6 +82,8 @@ class FunctionArguments:
     ) -> None:
         self.fn = fn
         self.is_async = is_async_callable(fn)
+        # A sync function called on the event loop, not in a thread (`@mcp.tool(run_in_thread=False)`).
+        self.run_inline = False
         # `localns`: the namespace the function was defined in, so string annotations
         # (`from __future__ import annotations`) naming local classes still resolve.
         hints = _type_hints(fn, localns)
@@ -165,6 +167,8 @@ class FunctionArguments:
             return await self.injector.call(invoke, kwargs, context)
         if self.is_async:
             return await self.fn(**kwargs)
+        if self.run_inline:
+            return self.fn(**kwargs)
         # Sync functions may block: keep them off the event loop (in the host's runner, if it set one).
         return await run_sync(functools.partial(self.fn, **kwargs))
 

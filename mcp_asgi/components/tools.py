@@ -86,6 +86,9 @@ class ToolOptions(TypedDict, total=False):
     structured_output: bool | None
     # OAuth scopes an HTTP request must be granted to call it (else 403); see mcp_asgi/protocol/scopes.py.
     scopes: list[str] | tuple[str, ...] | set[str] | None
+    # False: a plain `def` tool runs on the event loop itself, without the hop to a worker thread.
+    # Only for functions that return at once (no I/O, no sleeping, no heavy work): they block every request.
+    run_in_thread: bool
 
 
 class Tool:
@@ -114,6 +117,16 @@ class Tool:
         self.name = name or callable_name(fn)
         self.scopes = validate_scopes(options.get("scopes"), f"tool {self.name!r}")
         self.arguments = FunctionArguments(fn, model_name=f"{self.name}_arguments", localns=localns)
+        run_in_thread = options.get("run_in_thread", True)
+        if not isinstance(run_in_thread, bool):
+            raise TypeError(f"tool {self.name!r}: `run_in_thread` must be True or False, got {run_in_thread!r}")
+        if not run_in_thread:
+            if self.arguments.is_async:
+                raise ValueError(
+                    f"tool {self.name!r}: run_in_thread=False is for plain `def` functions; an async one "
+                    "already runs on the event loop"
+                )
+            self.arguments.run_inline = True
         self.description = description if description is not None else docstring_description(fn)
         self.input_schema = input_schema if input_schema is not None else self.arguments.json_schema()
         # Arguments mirrored into Mcp-Param-* headers (SEP-2243); a bad annotation fails here, not per call.
