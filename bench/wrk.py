@@ -207,32 +207,20 @@ def measure(path: Row, server: Server, seconds: float, connections: int, load_cp
 
 
 def measure_legacy(server: Server, seconds: float, connections: int, load_cpu: int | None) -> float:
-    """Results delivered on the SSE stream per second while wrk POSTs calls (8 connections at most).
+    """Calls per second over legacy HTTP+SSE, each waiting for its result on the stream (bench/sse_client.py).
 
-    A legacy POST is answered 202 before the call runs; the rate that counts is the results'.
-    With more POSTs in flight than the stream's limit, some get 503 (back pressure): not an error.
+    wrk cannot drive this transport: a POST is answered 202 before the call runs, so requests
+    that never wait for their results only fill the server's queue. At most 8 calls in flight.
     """
-    reader = subprocess.Popen(
-        [sys.executable, str(Path(__file__).with_name("sse_reader.py")), str(server.port)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
+    client = [sys.executable, str(Path(__file__).with_name("sse_client.py")), str(server.port)]
+    completed = subprocess.run(
+        [*client, str(seconds), str(min(connections, 8))],
+        capture_output=True,
         text=True,
         preexec_fn=pin(load_cpu),
+        check=True,
     )
-    assert reader.stdin is not None and reader.stdout is not None
-    line = reader.stdout.readline()
-    if not line.startswith("URL "):
-        raise RuntimeError(f"the SSE reader printed {line!r}")
-    body = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "echo", "arguments": {"text": "x"}}}
-    env = {"BENCH_BODY": json.dumps(body), "BENCH_HEADERS": "Content-Type: application/json"}
-    started = time.monotonic()
-    wrk(server.url(line[4:].strip()), "post.lua", env, seconds, min(connections, 8), load_cpu)
-    elapsed = time.monotonic() - started
-    reader.stdin.write("stop\n")
-    reader.stdin.flush()
-    count = int(reader.stdout.readline().split()[1])
-    reader.wait(10)
-    return count / elapsed
+    return float(completed.stdout.split()[-1])
 
 
 @contextmanager
@@ -345,7 +333,7 @@ def table(rates: dict[str, dict[str, list[float]]], args: argparse.Namespace) ->
     lines.append("")
     lines.append(
         f"{args.rounds} interleaved round(s) of {args.seconds:g} s per path, {args.connections} connections "
-        f"(legacy SSE: 8), one uvicorn worker pinned to one core, wrk pinned to another; {machine}."
+        f"(legacy SSE: 8 calls in flight, by bench/sse_client.py), one uvicorn worker pinned to one core, wrk pinned to another; {machine}."
     )
     return "\n".join(lines)
 

@@ -351,10 +351,10 @@ class ResumableReply:
                         await self.send({"type": "http.response.body", "body": SSE_KEEPALIVE, "more_body": True})
             return True
         async with self._locked():
-            await self._start()
+            priming = await self._start()
             event_id = await self._record(message)
             if self.attached:
-                body = sse_event(message, event_id=event_id)
+                body = priming + sse_event(message, event_id=event_id)
                 await self.send({"type": "http.response.body", "body": body, "more_body": True})
         return True
 
@@ -366,10 +366,12 @@ class ResumableReply:
         if not self.allow_sse or self.closed:
             return
         async with self._locked():
-            await self._start()
+            priming = await self._start()
             if self.attached and self.stream_id is not None:
                 self.attached = False
-                await self.send({"type": "http.response.body", "body": b"", "more_body": False})
+                await self.send({"type": "http.response.body", "body": priming, "more_body": False})
+            elif priming:
+                await self.send({"type": "http.response.body", "body": priming, "more_body": True})
 
     async def finish(self, message: dict[str, Any] | None, status: int = 200) -> None:
         if self.closed:
@@ -382,14 +384,14 @@ class ResumableReply:
                 await send_bytes(self.send, status, encode(message), self.headers)
             return
         async with self._locked():
-            await self._start()
+            priming = await self._start()
             event_id = await self._record(message) if message is not None else None
             if self.stream_id is not None:
                 with contextlib.suppress(MCPError):  # the stream then expires by itself
                     await self.store.end_stream(self.stream_id, delivered=self.attached)
             if self.attached:
                 self.attached = False
-                body = sse_event(message, event_id=event_id) if message is not None else b""
+                body = priming + (sse_event(message, event_id=event_id) if message is not None else b"")
                 await self.send({"type": "http.response.body", "body": body, "more_body": False})
 
     def _locked(self) -> anyio.Lock:
@@ -413,10 +415,14 @@ class ResumableReply:
             self.stream_id = None  # the store forgot the stream (full): the rest goes out without ids
         return event_id
 
-    async def _start(self) -> None:
-        """Open the SSE response with its priming event, once."""
+    async def _start(self) -> bytes:
+        """Open the SSE response, once; its priming event, for the caller to send with what follows.
+
+        The priming event goes out in the same body chunk as the first message (one write, not
+        two): nothing waits between them, and every write is a system call.
+        """
         if self.started:
-            return
+            return b""
         self.started = True
         try:
             self.stream_id = await self.store.open_stream(self.session_id)
@@ -427,10 +433,8 @@ class ResumableReply:
         await self.send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS + self.headers})
         if priming is None:
             # No id to come back with: a retry delay would only invite a pointless reconnection.
-            body = b": not resumable, the event store is full\n\n"
-        else:
-            body = b"id: %s\nretry: %d\ndata: \n\n" % (priming.encode(), self.retry_ms)
-        await self.send({"type": "http.response.body", "body": body, "more_body": True})
+            return b": not resumable, the event store is full\n\n"
+        return b"id: %s\nretry: %d\ndata: \n\n" % (priming.encode(), self.retry_ms)
 
 
 async def resume_stream(
