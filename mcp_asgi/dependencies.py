@@ -170,7 +170,8 @@ def request_source(param: inspect.Parameter, annotation: Any, owner: str) -> str
             )
         return "fastapi"
     cls = _unwrap(annotation)
-    if not inspect.isclass(cls):
+    # `dict[str, Any]` counts as a class for inspect.isclass on Python 3.10, and issubclass refuses it.
+    if not inspect.isclass(cls) or isinstance(cls, types.GenericAlias):
         return None
     for refused, _, why in _REFUSED_TYPES:
         if issubclass(cls, refused):

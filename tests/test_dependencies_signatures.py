@@ -103,3 +103,19 @@ def test_request_and_http_connection_parameters_are_kept_out_of_every_schema():
 
     assert mcp._registry.get("tools", "tool").definition["inputSchema"]["properties"].keys() == {"n"}
     assert mcp._registry.get("prompts", "prompt").definition["arguments"] == [{"name": "topic", "required": True}]
+
+
+def test_parameterized_generic_parameters_are_plain_arguments() -> None:
+    # On Python 3.10 inspect.isclass(dict[str, Any]) is True and issubclass() then raised TypeError.
+    from typing import Any
+
+    from mcp_asgi import MCPServer
+
+    mcp = MCPServer("generics")
+
+    @mcp.tool
+    def tally(counts: dict[str, Any], names: list[int], pair: tuple[int, str]) -> int:
+        return len(counts) + len(names) + len(pair)
+
+    schema = mcp._tools["tally"].input_schema
+    assert sorted(schema["properties"]) == ["counts", "names", "pair"]
