@@ -333,7 +333,8 @@ def table(rates: dict[str, dict[str, list[float]]], args: argparse.Namespace) ->
     lines.append("")
     lines.append(
         f"{args.rounds} interleaved round(s) of {args.seconds:g} s per path, {args.connections} connections "
-        f"(legacy SSE: 8 calls in flight, by bench/sse_client.py), one uvicorn worker pinned to one core, wrk pinned to another; {machine}."
+        "(legacy SSE: 8 calls in flight, by bench/sse_client.py), one uvicorn worker pinned to one core, "
+        f"wrk pinned to another; {machine}."
     )
     return "\n".join(lines)
 
