@@ -291,7 +291,7 @@ def run(args: argparse.Namespace) -> dict[str, dict[str, list[float]]]:
                 for flavor in flavors:
                     for path in PATHS:
                         server = servers.get((flavor, path.server))
-                        if server is None:
+                        if server is None or not selected(path, args.only):
                             continue
                         if round_ == 0 and not args.smoke:  # warm-up, not counted
                             measure(path, server, 1.0, args.connections, load_cpu)
@@ -304,6 +304,11 @@ def run(args: argparse.Namespace) -> dict[str, dict[str, list[float]]]:
     return rates
 
 
+def selected(path: Row, only: list[str]) -> bool:
+    """Whether `--only` keeps this row (the baseline always runs: every figure is a ratio to it)."""
+    return path is PATHS[0] or not only or any(word.lower() in path.name.lower() for word in only)
+
+
 def table(rates: dict[str, dict[str, list[float]]], args: argparse.Namespace) -> str:
     flavors = list(rates)
     names = {"h11": "uvicorn (h11)", "httptools": "uvicorn[standard] (httptools, uvloop)"}
@@ -311,6 +316,8 @@ def table(rates: dict[str, dict[str, list[float]]], args: argparse.Namespace) ->
     bare = {f: statistics.mean(rates[f][PATHS[0].name]) for f in flavors}
     memory = "2025-11-25 session tools/call, JSON reply"
     for path in PATHS:
+        if not selected(path, args.only):
+            continue
         cells = []
         for flavor in flavors:
             measured = rates[flavor][path.name]
@@ -322,7 +329,7 @@ def table(rates: dict[str, dict[str, list[float]]], args: argparse.Namespace) ->
                 cells.append(f"1.0 ({rate:,.0f}/s)")
             elif path.unit == "per_s":
                 cells.append(f"{rate:,.0f}/s")
-            elif path.server == "redis":
+            elif path.server == "redis" and rates[flavor][memory]:
                 in_memory = statistics.mean(rates[flavor][memory])
                 cells.append(f"{rate / bare[flavor]:.2f} ({rate / in_memory:.2f}x in-memory)")
             else:
@@ -345,6 +352,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--smoke", action="store_true", help="each path once for 1 s, to prove the bench works")
+    parser.add_argument("--only", action="append", default=[], help="rows whose name contains this (repeatable)")
     args = parser.parse_args()
     if args.smoke:
         args.seconds, args.rounds = 1, 1

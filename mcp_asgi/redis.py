@@ -210,7 +210,9 @@ class RedisSessionStore(RedisScripted):
         if not found:
             return None
         flat, members = found
-        fields = {flat[i]: json.loads(flat[i + 1]) for i in range(0, len(flat), 2)}
+        # Each value is JSON text: decoded as one array, one json.loads per request instead of one per field.
+        values = json.loads("[" + ",".join(flat[1::2]) + "]")
+        fields = dict(zip(flat[0::2], values, strict=True))
         now = time.monotonic()
         created_at = now - max(0.0, time.time() - float(fields.get("created_at") or time.time()))
         return SessionRecord(
