@@ -25,7 +25,6 @@ from starlette.authentication import AuthCredentials, BaseUser
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from mcp_asgi.auth.challenge import (
-    SCOPE_TOKEN,
     UNAVAILABLE,
     Refusal,
     bearer_token,
@@ -35,6 +34,7 @@ from mcp_asgi.auth.challenge import (
 )
 from mcp_asgi.auth.resource import check_resource, metadata_url, normalized, resource_url
 from mcp_asgi.auth.tokens import AccessToken, TokenVerifier
+from mcp_asgi.protocol.scopes import is_scope_token
 
 __all__ = ["BearerAuth", "HostAuth", "TokenUser", "check_auth"]
 
@@ -325,7 +325,7 @@ def _scopes(values: Sequence[str], argument: str) -> tuple[str, ...]:
         raise TypeError(f"`{argument}` must be a list of scope names, not the string {values!r}; write [{values!r}]")
     scopes = tuple(values)
     for name in scopes:
-        if not isinstance(name, str) or not SCOPE_TOKEN.fullmatch(name):
+        if not isinstance(name, str) or not is_scope_token(name):
             raise ValueError(
                 f"`{argument}` entries must be OAuth scope names (no spaces, quotes or backslashes), got {name!r}"
             )

@@ -49,6 +49,11 @@ CHALLENGE_KEY = "mcp_asgi.challenge"
 _SCOPE_CHARS = frozenset(chr(c) for c in range(0x21, 0x7F)) - {'"', "\\"}
 
 
+def is_scope_token(name: str) -> bool:
+    """Whether `name` is one RFC 6749 scope-token (what BearerAuth's and the components' scopes must be)."""
+    return bool(name) and _SCOPE_CHARS.issuperset(name)
+
+
 class InsufficientScope(MCPError):
     """The request lacks scopes a component requires: HTTP 403 with an `insufficient_scope` challenge.
 
@@ -102,7 +107,7 @@ def validate_scopes(scopes: Any, what: str) -> tuple[str, ...]:
     for scope in scopes:
         if not isinstance(scope, str):
             raise TypeError(f"{what}: each scope must be a string; got {scope!r}")
-        if not scope or not _SCOPE_CHARS.issuperset(scope):
+        if not is_scope_token(scope):
             raise ValueError(
                 f"{what}: scope {scope!r} is not a valid OAuth scope (non-empty, printable ASCII, "
                 "no spaces, quotes or backslashes); list several scopes as separate strings"
