@@ -128,18 +128,7 @@ def build_http_app(
     # middleware allows are allowed too.
     guard = HostOriginGuard(allowed_hosts, allowed_origins, cors=cors_origins(middleware or ()))
     backend = resolve_backend(server, backend, session_store, event_store)
-    chosen_auth = checked_auth(auth) or server.auth
-    gate = None
-    if chosen_auth is not None:
-        from mcp_asgi.auth.bearer import AuthGate
-
-        gate = AuthGate(chosen_auth, path)
-    # What the MCP endpoint checks per request: the auth gate, then the FastAPI dependencies if any.
-    endpoint_gate: Any = gate
-    if dependencies:
-        from mcp_asgi.dependencies import DependencyGate
-
-        endpoint_gate = DependencyGate(dependencies, auth=gate)
+    gate, endpoint_gate = gates(checked_auth(auth) or server.auth, dependencies, path)
     endpoint: Any
     if transport == "sse":
         from mcp_asgi.transports.sse import build_sse_routes
@@ -190,6 +179,23 @@ def build_http_app(
     if gate is not None:
         gate.app = app
     return app
+
+
+def gates(auth: BearerAuth | HostAuth | None, dependencies: Sequence[Any] | None, path: str) -> tuple[Any, Any]:
+    """The auth gate, and what the endpoint checks per request: that gate, then any FastAPI dependencies.
+
+    Custom routes that opt in (`auth=True`) get the auth gate alone.
+    """
+    gate = None
+    if auth is not None:
+        from mcp_asgi.auth.bearer import AuthGate
+
+        gate = AuthGate(auth, path)
+    if not dependencies:
+        return gate, gate
+    from mcp_asgi.dependencies import DependencyGate
+
+    return gate, DependencyGate(dependencies, auth=gate)
 
 
 def resolve_backend(
