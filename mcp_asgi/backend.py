@@ -1,9 +1,9 @@
 """The backend: where a server keeps what must outlive one request, and how its workers talk.
 
 One object per server, opened in the server's lifespan (or by the lazy start) and
-closed at shutdown: the session store, the event store of resumable SSE replies,
-and the bus that carries messages between workers. `InMemoryBackend` is the
-one-process case; `mcp_asgi.redis.RedisBackend` shares all three between workers.
+closed at shutdown: the session store, the event store of resumable SSE replies, the task
+store, and the bus that carries messages between workers. `InMemoryBackend` is the
+one-process case; `mcp_asgi.redis.RedisBackend` shares them between workers.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import time
 from typing import Protocol
 
 from mcp_asgi.bus import Bus, LocalBus
+from mcp_asgi.tasks.store import InMemoryTaskStore, TaskStore
 from mcp_asgi.transports.events import EventStore, InMemoryEventStore
 from mcp_asgi.transports.sessions import InMemorySessionStore, SessionStore
 
@@ -32,6 +33,8 @@ class Backend(Protocol):
     sessions: SessionStore
     events: EventStore
     bus: Bus
+    # Tasks of the io.modelcontextprotocol/tasks extension (mcp_asgi.tasks).
+    tasks: TaskStore
 
     async def start(self) -> None:
         """Open connections; called by the server's lifespan and by the lazy start."""
@@ -65,11 +68,13 @@ class InMemoryBackend:
         sessions: SessionStore | None = None,
         events: EventStore | None = None,
         bus: Bus | None = None,
+        tasks: TaskStore | None = None,
     ) -> None:
         self.worker_id = new_worker_id()
         self.sessions: SessionStore = sessions if sessions is not None else InMemorySessionStore()
         self.events: EventStore = events if events is not None else InMemoryEventStore()
         self.bus: Bus = bus if bus is not None else LocalBus()
+        self.tasks: TaskStore = tasks if tasks is not None else InMemoryTaskStore()
         self.claims = LocalClaims()
 
     async def start(self) -> None:
