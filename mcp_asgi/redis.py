@@ -30,6 +30,7 @@ from mcp_asgi.backend import new_worker_id
 from mcp_asgi.bus import Bus
 from mcp_asgi.redis_events import RedisEventStore
 from mcp_asgi.redis_scripted import RedisScripted, import_redis
+from mcp_asgi.tasks.redis_store import RedisTaskStore
 from mcp_asgi.transports.events import EventStore
 from mcp_asgi.transports.sessions import (
     ANYONE,
@@ -308,6 +309,8 @@ class RedisBackend:
         self._given_bus = bus
         self._bus: Bus | None = bus
         self._client: Redis | None = None
+        # Tasks of the tasks extension, on the same pool once started.
+        self.tasks = RedisTaskStore(prefix=prefix, timeout=timeout)
 
     @property
     def bus(self) -> Bus:
@@ -333,6 +336,7 @@ class RedisBackend:
         client = redis.asyncio.Redis(connection_pool=pool)
         self._client = client
         self.sessions.bind(client)
+        self.tasks.bind(client)
         if isinstance(self.events, RedisEventStore):
             self.events.bind(client)
         if self._given_bus is None:
@@ -366,6 +370,7 @@ class RedisBackend:
             if self._given_bus is None:
                 self._bus = None
             self.sessions.bind(None)
+            self.tasks.bind(None)
             if isinstance(self.events, RedisEventStore):
                 self.events.bind(None)
             await client.aclose()

@@ -21,6 +21,7 @@ from __future__ import annotations
 import secrets
 import time
 from collections import OrderedDict
+from copy import deepcopy
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, ClassVar, Protocol
@@ -139,7 +140,8 @@ class TaskRecord:
         return cls(**data)
 
     def copy(self) -> TaskRecord:
-        return TaskRecord.from_dict(self.to_dict())
+        # Deep: a caller changing the copy's `request` or `result` must not change the stored record.
+        return TaskRecord.from_dict(deepcopy(self.to_dict()))
 
 
 class TaskStore(Protocol):
