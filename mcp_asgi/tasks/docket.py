@@ -268,4 +268,7 @@ async def _work_until_signalled(runner: DocketRunner, server: MCPServer) -> None
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run as the imported module, so `DocketRunner` here is the class the user's server was built with.
+    from mcp_asgi.tasks.docket import main as _main
+
+    sys.exit(_main())
