@@ -32,6 +32,11 @@ class Context:
     of the tool's input schema.
     """
 
+    # Inside a task (mcp_asgi/tasks/): where input requests and progress go instead of the request.
+    _task: Any = None
+    # Set by the tasks runtime on a `task_start="manual"` call that may become a task.
+    _may_run_as_task: bool = False
+
     def __init__(self, server: MCPServer, call: Call) -> None:
         self._server = server
         self._call = call
@@ -93,9 +98,37 @@ class Context:
     def meta(self) -> dict[str, Any]:
         return self._call.meta
 
+    @property
+    def task_id(self) -> str | None:
+        """The id of the task this call runs as (the tasks extension), else None."""
+        return self._task.task_id if self._task is not None else None
+
+    def run_as_task(self) -> bool:
+        """Finish this call as a task (`@mcp.tool(task=..., task_start="manual")`); see docs/tasks.md.
+
+        When the client declared the tasks extension the request is answered at once with a
+        task handle and the function runs again from the start inside the task, with the input
+        answers gathered so far (so the code before this call should be cheap and repeatable).
+        Returns True when already running as a task, False when this call cannot become one
+        (the client did not declare the extension, a 2025 session, a tool without `task`).
+        """
+        if self._task is not None:
+            return True
+        if not self._may_run_as_task:
+            return False
+        from mcp_asgi.tasks.methods import RunAsTask
+
+        raise RunAsTask()
+
     # What the function can send back while it runs.
     async def report_progress(self, progress: float, total: float | None = None, message: str | None = None) -> None:
-        """Send `notifications/progress` if the client asked for progress on this request."""
+        """Send `notifications/progress` if the client asked for progress on this request.
+
+        Inside a task it sets the task's `statusMessage` instead (the message, else "progress/total").
+        """
+        if self._task is not None:
+            await self._task.progress(progress, total, message)
+            return
         token = self._call.meta.get("progressToken")
         if token is None or self._call.send is None:
             return
@@ -167,13 +200,16 @@ class Context:
     async def ask_all(self, specs: dict[str, InputSpec]) -> dict[str, Any]:
         """Ask several things at once; on 2026-07-28 they travel in one InputRequiredResult.
 
-        `specs` maps your keys to `Elicit(...)`, `Sample(...)` or `ListRoots()`.
+        `specs` maps your keys to `Elicit(...)`, `Sample(...)` or `ListRoots()`. Inside a task
+        the task waits in `input_required` until the client answers with `tasks/update`.
         """
         call = self._call
         capabilities = call.client_capabilities
         for spec in specs.values():
             if spec.capability not in capabilities:
                 raise missing_capability(spec.capability, spec.method)
+        if self._task is not None:
+            return await self._task.ask_all(specs)
         results: dict[str, Any] = {}
         if call.revision.stateless:
             missing: dict[str, dict[str, Any]] = {}

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 
     from mcp_asgi.auth.bearer import BearerAuth, HostAuth
     from mcp_asgi.backend import Backend
+    from mcp_asgi.tasks.runner import TaskRunner
 
 F = TypeVar("F", bound=Callable[..., Any])
 logger = logging.getLogger("mcp_asgi")
@@ -103,6 +104,10 @@ class MCPServer:
         hide_unauthorized: bool = False,
         middleware: Sequence[Any] | None = None,
         telemetry: bool | None = None,
+        task_runner: TaskRunner | None = None,
+        task_ttl_ms: int | None = 3_600_000,
+        task_poll_interval_ms: int = 1000,
+        task_shutdown_grace: float = 5.0,
     ) -> None:
         if not isinstance(hide_unauthorized, bool):
             raise TypeError(f"`hide_unauthorized` must be True or False, got {hide_unauthorized!r}")
@@ -149,6 +154,10 @@ class MCPServer:
         # Drops idle sessions of every app built by http_app() while the lifespan runs.
         self._sweeper = SessionSweeper()
         self._core = ProtocolCore(self, self._registry, self._hub, self._state_codec, self._make_context)
+        # The tasks extension (mcp_asgi/tasks/, docs/tasks.md): installed before middleware wraps the handlers.
+        self.task_runner, self.task_shutdown_grace = install_tasks(
+            self, task_runner, task_ttl_ms, task_poll_interval_ms, task_shutdown_grace
+        )
         # Who may call the MCP endpoint over HTTP (stdio is unaffected); `http_app(auth=)` wins.
         self.auth = checked_auth(auth)
         # MCP middleware (mcp_asgi/middleware.py), outermost first; telemetry, when on, is the outermost.
@@ -419,6 +428,7 @@ class MCPServer:
         # Hear of the host's SIGTERM before it waits on our streams (see mcp_asgi/shutdown.py).
         host_shutdown.arm()
         await self._start_backends()
+        await self.task_runner.start(self)
         try:
             async with self._sweeper.running():
                 try:
@@ -431,7 +441,11 @@ class MCPServer:
                     # Shutting down: end open notification streams so nothing holds the server open.
                     self._hub.close()
         finally:
-            await self._backends.close()
+            try:
+                # Before the backends close: tasks cut short are marked failed in the task store.
+                await self.task_runner.close(self.task_shutdown_grace)
+            finally:
+                await self._backends.close()
 
     async def _start_backends(self) -> None:
         await self._backends.start(self._secret_given)
@@ -559,6 +573,24 @@ class MCPServer:
     def __mcp_asgi_app__(self) -> MCPApp:
         """The app `mount()` and `combine_lifespans()` use: the endpoint at the mount root."""
         return self.http_app(path="/")
+
+
+def install_tasks(
+    server: MCPServer, runner: TaskRunner | None, ttl_ms: int | None, poll_interval_ms: int, grace: float
+) -> tuple[TaskRunner, float]:
+    """Check the task options and hook the tasks extension into the server's protocol core."""
+    from mcp_asgi.tasks.inprocess import InProcessRunner
+    from mcp_asgi.tasks.methods import TaskSupport
+
+    if ttl_ms is not None and (not isinstance(ttl_ms, int) or isinstance(ttl_ms, bool) or ttl_ms < 1):
+        raise ValueError("`task_ttl_ms` must be a positive integer number of milliseconds, or None for no expiry")
+    if not isinstance(poll_interval_ms, int) or isinstance(poll_interval_ms, bool) or poll_interval_ms < 1:
+        raise ValueError("`task_poll_interval_ms` must be a positive integer number of milliseconds")
+    if not isinstance(grace, (int, float)) or grace < 0:
+        raise ValueError("`task_shutdown_grace` must be a number of seconds >= 0")
+    chosen: TaskRunner = runner if runner is not None else InProcessRunner()
+    TaskSupport(server, chosen, ttl_ms=ttl_ms, poll_interval_ms=poll_interval_ms).install(server._core)
+    return chosen, float(grace)
 
 
 FastMCP = MCPServer

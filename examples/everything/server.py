@@ -21,6 +21,7 @@ from mcp_asgi import (
     Elicit,
     Image,
     ListRoots,
+    MCPError,
     MCPServer,
     ParamHeader,
     PromptMessage,
@@ -391,6 +392,60 @@ async def test_input_required_result_capabilities(ctx: Context) -> str:
         return "The client declared no capability to ask through"
     got = await ctx.ask_all(wanted)
     return f"answered: {', '.join(sorted(got))}"
+
+
+# The tasks extension (io.modelcontextprotocol/tasks, 2026-07-28): the tasks-* scenarios' fixtures.
+@mcp.tool
+def greet(name: str) -> str:
+    """Greets; never a task."""
+    return f"Hello, {name}!"
+
+
+@mcp.tool(task=True)
+async def slow_compute(seconds: float, label: str = "") -> str:
+    """Sleeps `seconds`, then answers; a task for clients that declared the extension."""
+    await asyncio.sleep(seconds)
+    return f"{label or 'compute'} finished after {seconds:g}s"
+
+
+@mcp.tool(task="required")
+async def failing_job() -> str:
+    """Fails with a tool error after a moment; only runs as a task."""
+    await asyncio.sleep(0.5)
+    raise ToolError("failing_job failed, as it always does")
+
+
+@mcp.tool(task=True)
+async def protocol_error_job() -> str:
+    """Fails with a JSON-RPC error: the task ends `failed`."""
+    raise MCPError(-32603, "protocol_error_job hit an internal failure")
+
+
+CONFIRM_SCHEMA = {"type": "object", "properties": {"confirm": {"type": "boolean"}}, "required": ["confirm"]}
+
+
+@mcp.tool(task=True)
+async def confirm_delete(filename: str, ctx: Context) -> str:
+    """Asks the user to confirm, through the task's input requests, then answers."""
+    answer = await ctx.elicit(f"Delete {filename}?", CONFIRM_SCHEMA)
+    confirmed = answer.accepted and (answer.content or {}).get("confirm") is True
+    return f"Deleted {filename}" if confirmed else f"Kept {filename}"
+
+
+@mcp.tool(task=True)
+async def multi_input(ctx: Context) -> str:
+    """Asks two questions at once: the task waits until both are answered."""
+    schema = {"type": "object", "properties": {"name": {"type": "string"}, "confirm": {"type": "boolean"}}}
+    got = await ctx.ask_all({"first": Elicit("First answer?", schema), "second": Elicit("Second answer?", schema)})
+    return f"first={got['first'].content}, second={got['second'].content}"
+
+
+@mcp.tool(task="required", task_start="manual")
+async def test_tool_with_task(ctx: Context) -> str:
+    """Asks the user's name in the request (MRTR), then finishes as a task."""
+    answer = await ctx.elicit("What is your name?", NAME_SCHEMA, key="user_name")
+    ctx.run_as_task()
+    return f"Hello, {(answer.content or {}).get('name', 'stranger')}!"
 
 
 # Resources.

@@ -8,7 +8,8 @@ import inspect
 import logging
 import typing
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypedDict
+from contextvars import ContextVar
+from typing import TYPE_CHECKING, Any, Literal, TypedDict
 
 import anyio.to_thread
 import pydantic
@@ -29,6 +30,10 @@ if TYPE_CHECKING:
     from typing_extensions import Unpack
 
 logger = logging.getLogger("mcp_asgi")
+
+# Set by the tasks runtime on an attempt that may be retried: an unexpected exception then
+# propagates (the job engine retries) instead of becoming an error result (mcp_asgi/tasks/).
+raise_unexpected: ContextVar[bool] = ContextVar("mcp_asgi_raise_unexpected", default=False)
 
 
 class ToolError(Exception):
@@ -89,6 +94,14 @@ class ToolOptions(TypedDict, total=False):
     # False: a plain `def` tool runs on the event loop itself, without the hop to a worker thread.
     # Only for functions that return at once (no I/O, no sleeping, no heavy work): they block every request.
     run_in_thread: bool
+    # The tasks extension (docs/tasks.md): True, a client that declared it gets a task, others a
+    # blocking result; "required", others get -32021.
+    task: bool | Literal["required"]
+    # "call": the call becomes a task before the function runs; "manual": the function runs in the
+    # request (it may ask for input) and becomes a task when it calls `ctx.run_as_task()`.
+    task_start: Literal["call", "manual"]
+    # A task of this tool that raises is retried by a job-engine runner (`MCPServer(task_runner=...)`).
+    retryable: bool
 
 
 class Tool:
@@ -127,6 +140,7 @@ class Tool:
                     "already runs on the event loop"
                 )
             self.arguments.run_inline = True
+        self.task, self.task_start, self.retryable = _task_options(self.name, options)
         self.description = description if description is not None else docstring_description(fn)
         self.input_schema = input_schema if input_schema is not None else self.arguments.json_schema()
         # Arguments mirrored into Mcp-Param-* headers (SEP-2243); a bad annotation fails here, not per call.
@@ -184,6 +198,8 @@ class Tool:
         except ToolError as exc:
             return error_result(str(exc))
         except Exception as exc:
+            if raise_unexpected.get():
+                raise
             logger.exception("Tool %r raised", self.name)
             return error_result(failure_text(f"Error calling tool '{self.name}'", exc, mask=self.mask_error_details))
         try:
@@ -220,6 +236,20 @@ class Tool:
         if structured and isinstance(value, dict) and not _looks_like_content(value):
             result["structuredContent"] = to_jsonable(value)
         return result
+
+
+def _task_options(name: str, options: ToolOptions) -> tuple[bool | str, str, bool]:
+    """The checked `task`, `task_start` and `retryable` options of tool `name`."""
+    task = options.get("task", False)
+    if task not in (True, False, "required"):
+        raise ValueError(f"tool {name!r}: `task` must be True, False or 'required', got {task!r}")
+    task_start = options.get("task_start", "call")
+    if task_start not in ("call", "manual"):
+        raise ValueError(f"tool {name!r}: `task_start` must be 'call' or 'manual', got {task_start!r}")
+    retryable = options.get("retryable", False)
+    if not isinstance(retryable, bool):
+        raise TypeError(f"tool {name!r}: `retryable` must be True or False, got {retryable!r}")
+    return task, task_start, retryable
 
 
 def _looks_like_content(value: dict[str, Any]) -> bool:

@@ -250,6 +250,22 @@ def _require_str(params: dict[str, Any], key: str, method: str) -> str:
     return value
 
 
+class TaskHooks(Protocol):
+    """The tasks extension as the core sees it (`mcp_asgi.tasks.methods.TaskSupport`, set by the server)."""
+
+    async def call_tool(self, tool: Any, call: Call) -> dict[str, Any]:
+        """`tools/call` of a tool declared with task support: a task handle or a blocking result."""
+        ...
+
+    def advertise(self, capabilities: dict[str, Any]) -> None:
+        """Add the extension to the capabilities `server/discover` answers with."""
+        ...
+
+    async def listen(self, call: Call, task_ids: Any) -> tuple[list[str], Any]:
+        """`subscriptions/listen` asked for `taskIds`: the ids agreed, and their watcher."""
+        ...
+
+
 class ServerSettings(Protocol):
     """The public settings of the server the core answers for (read per request: they may change)."""
 
@@ -278,6 +294,8 @@ class ProtocolCore:
         self.state_codec = state_codec
         # Builds the `Context` user functions receive; the server supplies it (its `context_class`).
         self.context = make_context
+        # The tasks extension, when the server installs it (mcp_asgi/tasks/).
+        self.tasks: TaskHooks | None = None
         self._handlers: dict[str, Callable[[Call], Awaitable[dict[str, Any]]]] = {
             "initialize": self._initialize,
             "ping": self._empty,
@@ -421,6 +439,8 @@ class ProtocolCore:
             "supportedVersions": list(SUPPORTED_VERSIONS),
             "capabilities": self.capabilities(),
         }
+        if self.tasks is not None:
+            self.tasks.advertise(result["capabilities"])
         if self.server.instructions:
             result["instructions"] = self.server.instructions
         return result
@@ -462,6 +482,8 @@ class ProtocolCore:
             raise invalid_params(f"Unknown tool: {name}")
         if tool.scopes:
             check_scopes(tool.scopes, call.request, f"tool '{name}'")
+        if tool.task and self.tasks is not None:
+            return await self.tasks.call_tool(tool, call)
         context = self.context(call) if tool.arguments.needs_context else None
         return await tool.run(call.params.get("arguments"), context, structured=call.revision.structured_output)
 
@@ -525,6 +547,9 @@ class ProtocolCore:
         if isinstance(uris, list):
             # The same caps as `resources/subscribe`: the stream holds these for as long as it lives.
             agreed["resourceSubscriptions"] = limits.subscription_uris(uris)
+        tasks = None
+        if "taskIds" in requested and self.tasks is not None:
+            agreed["taskIds"], tasks = await self.tasks.listen(call, requested["taskIds"])
         tag = {META_SUBSCRIPTION_ID: call.request_id}
         watched = set(agreed.get("resourceSubscriptions", ()))
 
@@ -537,6 +562,8 @@ class ProtocolCore:
             return message
 
         if call.send is None:
+            if tasks is not None:
+                tasks.close()
             raise MCPError(INVALID_REQUEST, "subscriptions/listen needs a transport that can stream")
         stream, stop = self.hub.listen(translate)
         try:
@@ -550,9 +577,12 @@ class ProtocolCore:
             send = call.send
             async with stream:
                 # None is a keep-alive, for transports that need one.
-                await forward_with_keepalive(stream, send, lambda: send(None), self.server.keepalive_interval)
+                forward = forward_with_keepalive(stream, send, lambda: send(None), self.server.keepalive_interval)
+                await (forward if tasks is None else tasks.alongside(forward, send, tag))
         finally:
             stop()
+            if tasks is not None:
+                tasks.close()
         # The server ended the subscription (shutdown): a graceful close carries a result.
         return {"_meta": dict(tag)}
 

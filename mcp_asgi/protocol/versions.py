@@ -28,13 +28,20 @@ _COMMON = frozenset(
 )
 _LEGACY_ONLY = frozenset({"initialize", "ping", "logging/setLevel", "resources/subscribe", "resources/unsubscribe"})
 _MODERN_ONLY = frozenset({"server/discover", "subscriptions/listen"})
+# The io.modelcontextprotocol/tasks extension (2026-07-28 only; `tasks/result` and `tasks/list` are gone).
+TASK_METHODS = frozenset({"tasks/get", "tasks/update", "tasks/cancel"})
 
 # Results of these methods carry `ttlMs`/`cacheScope` on revisions with caching hints.
 CACHEABLE_METHODS = frozenset(
     {"server/discover", "tools/list", "prompts/list", "resources/list", "resources/templates/list", "resources/read"}
 )
 # Methods whose Streamable HTTP request must carry `Mcp-Name`, and the param it mirrors.
-NAMED_METHODS = {"tools/call": "name", "prompts/get": "name", "resources/read": "uri"}
+NAMED_METHODS = {
+    "tools/call": "name",
+    "prompts/get": "name",
+    "resources/read": "uri",
+    **{method: "taskId" for method in TASK_METHODS},
+}
 
 
 @dataclass(frozen=True)
@@ -70,7 +77,7 @@ REVISIONS: dict[str, Revision] = {
     MODERN: Revision(
         version=MODERN,
         stateless=True,
-        methods=_COMMON | _MODERN_ONLY,
+        methods=_COMMON | _MODERN_ONLY | TASK_METHODS,
         result_type=True,
         structured_output=True,
         resource_not_found_code=INVALID_PARAMS,

@@ -106,7 +106,13 @@ class TaskRecord:
         if self.poll_interval_ms is not None:
             wire["pollIntervalMs"] = self.poll_interval_ms
         if self.status == INPUT_REQUIRED:
-            wire["inputRequests"] = dict(self.input_requests)
+            # An answered request is no longer outstanding, even before the runner takes the answer
+            # (`tasks/update` then `tasks/get` must not show it again).
+            wire["inputRequests"] = {
+                key: request for key, request in self.input_requests.items() if key not in self.input_responses
+            }
+            if not wire["inputRequests"]:
+                wire["status"] = WORKING
         elif self.status == COMPLETED and self.result is not None:
             wire["result"] = self.result
         elif self.status == FAILED and self.error is not None:
