@@ -28,7 +28,8 @@ from tests.multiworker import ROOT, Workers, worker_env
 
 APP = "tests.fixtures.tasks_app:app"
 SERVER_FILE = "tests/fixtures/tasks_app.py:mcp"
-TASKS = {"io.modelcontextprotocol/clientCapabilities": {"extensions": {"io.modelcontextprotocol/tasks": {}}}}
+CAPABILITIES = {"extensions": {"io.modelcontextprotocol/tasks": {}}, "elicitation": {"form": {}}}
+TASKS = {"io.modelcontextprotocol/clientCapabilities": CAPABILITIES}
 TERMINAL = ("completed", "failed", "cancelled")
 
 pytestmark = pytest.mark.timeout(60)
@@ -61,7 +62,7 @@ async def poll(
 ) -> dict[str, Any]:
     """`tasks/get` on each port in turn until `until(task)` holds; the task."""
     task: dict[str, Any] = {}
-    with anyio.fail_after(timeout):
+    with anyio.move_on_after(timeout):
         for attempt in range(10_000):
             reply = await rpc(http, ports[attempt % len(ports)], "tasks/get", {"taskId": task_id})
             assert "result" in reply, reply
@@ -161,3 +162,22 @@ async def test_a_retryable_tool_that_fails_once_completes_on_the_engines_retry(r
             # The failed first attempt ran in the engine's worker too, and the task never showed it.
             assert marker.read_text() == str(engine.pid)
             assert time.monotonic() - started < 20
+
+
+async def test_a_job_engine_task_asks_for_input_and_is_cancelled_through_any_web_worker(redis_url: str) -> None:
+    queue = f"test-{uuid.uuid4().hex[:8]}"
+    with Workers(redis_url, count=2, app=APP, TASKS_QUEUE=queue) as workers, engine_worker(redis_url, queue) as engine:
+        first, second = workers.ports
+        async with no_keepalive() as http:
+            task_id = await create(http, first, "ask_name", {})
+            waiting = await poll(http, [second], task_id, lambda task: task["status"] == "input_required")
+            [key] = waiting["inputRequests"]
+            answer = {"action": "accept", "content": {"name": "Grace"}}
+            await rpc(http, second, "tasks/update", {"taskId": task_id, "inputResponses": {key: answer}})
+            done = await poll(http, [first, second], task_id, ended)
+            assert done["result"]["content"][0]["text"] == f"Hello, Grace, from {engine.pid}!", done
+
+            task_id = await create(http, second, "slow", {"seconds": 30})
+            await rpc(http, first, "tasks/cancel", {"taskId": task_id})
+            cancelled = await poll(http, [first, second], task_id, ended, timeout=10.0)
+            assert cancelled["status"] == "cancelled", cancelled
