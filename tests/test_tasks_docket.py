@@ -119,3 +119,40 @@ def test_options_are_checked_at_construction() -> None:
     ):
         with pytest.raises(ValueError, match=message):
             DocketRunner("redis://127.0.0.1:6379/0", **options)
+
+
+async def test_a_web_worker_starts_with_redis_down_and_queues_once_it_is_back(redis_server: RedisServer) -> None:
+    from mcp_asgi import MCPServer
+    from mcp_asgi.redis import RedisBackend
+
+    runner = DocketRunner(name=f"test-{uuid.uuid4().hex[:8]}", retries=0, timeout=1.0)
+    server = MCPServer("t", backend=RedisBackend(redis_server.url), state_secret="s" * 32, task_runner=runner)
+    redis_server.stop()
+    try:
+        started = time.monotonic()
+        await runner.start(server)  # the lifespan goes on: no exception, no hang
+        with pytest.raises(MCPError) as raised:
+            await runner.submit(server, "during")
+        assert raised.value.http_status == 503
+        assert time.monotonic() - started < 4.0
+        redis_server.start()
+        await runner.submit(server, "after")
+    finally:
+        await runner.close(1.0)
+    recorder = Recorder()
+    await drain(runner, redis_server.url, recorder)
+    assert recorder.calls == [("after", True)]
+
+
+async def test_a_server_whose_tasks_are_in_memory_is_refused_with_what_to_set(
+    monkeypatch: pytest.MonkeyPatch, redis_url: str
+) -> None:
+    from mcp_asgi import MCPServer
+
+    monkeypatch.delenv("MCP_ASGI_REDIS_URL", raising=False)
+    runner = DocketRunner(redis_url)
+    server = MCPServer("t", task_runner=runner)
+    with pytest.raises(RuntimeError, match="MCP_ASGI_REDIS_URL"):
+        await runner.start(server)
+    with pytest.raises(RuntimeError, match="RedisBackend"):
+        await runner.work(server)

@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from mcp_asgi.bus import backend_unavailable
+from mcp_asgi.protocol.jsonrpc import MCPError
 
 if TYPE_CHECKING:
     from mcp_asgi.server import MCPServer
@@ -153,21 +154,38 @@ class DocketRunner:
             raise
 
     async def start(self, server: MCPServer) -> None:
+        """Open the queue (the server's lifespan); with Redis unreachable, log it and open at the next submit.
+
+        A server whose tasks are not in a shared store is refused here: the job workers could not see them.
+        """
+        shared_store(server)
+        try:
+            await self._open(server)
+        except MCPError as exc:
+            # Like the Redis backend: the web worker starts anyway and answers 503 until Redis is back.
+            logger.warning("DocketRunner could not open its queue yet: %s", exc.message)
+
+    async def _open(self, server: MCPServer) -> Any:
         if self._docket is not None:
-            return
+            return self._docket
         if self._lock is None:
             self._lock = anyio.Lock()
         async with self._lock:
-            if self._docket is not None:
-                return
-            docket = import_docket().Docket(name=self.name, url=self.queue_url(server))
-            await self._guarded(docket.__aenter__)
-            docket.register(self.job(server))
-            self._docket = docket
+            if self._docket is None:
+                docket = import_docket().Docket(name=self.name, url=self.queue_url(server))
+                try:
+                    await self._guarded(docket.__aenter__)
+                except BaseException:
+                    with anyio.move_on_after(1.0, shield=True):
+                        await _quietly_exit(docket)
+                    raise
+                docket.register(self.job(server))
+                self._docket = docket
+        return self._docket
 
     async def submit(self, server: MCPServer, task_id: str) -> None:
-        await self.start(server)  # the lazy start: a host that ran no lifespan
-        await self._guarded(lambda: self._docket.add(JOB_NAME, key=task_id)(task_id))
+        docket = await self._open(server)  # also the lazy start: a host that ran no lifespan
+        await self._guarded(lambda: docket.add(JOB_NAME, key=task_id)(task_id))
 
     async def close(self, grace: float) -> None:
         # Nothing runs here: queued and running tasks live on in Redis and the worker processes.
@@ -183,7 +201,7 @@ class DocketRunner:
         opened here, since no web app is built in a worker process.
         """
         docket_module = import_docket()
-        backend = _task_backend(server)
+        backend = shared_store(server)
         async with server._lifespan(None):
             await backend.start()
             try:
@@ -201,6 +219,25 @@ class DocketRunner:
                             await worker.run_forever()
             finally:
                 await backend.close()
+
+
+def shared_store(server: MCPServer) -> Any:
+    """The server's task backend, when other processes can see it; else the one-line error of what to set."""
+    backend = _task_backend(server)
+    if not getattr(backend, "shared", False):
+        raise RuntimeError(
+            "DocketRunner runs tasks in other processes, so the server's tasks must be in Redis: "
+            "pass MCPServer(backend=RedisBackend(...)) or set MCP_ASGI_REDIS_URL"
+        )
+    return backend
+
+
+async def _quietly_exit(docket: Any) -> None:
+    """Undo a half-opened Docket (Redis was not there); what it fails with no longer matters."""
+    try:
+        await docket.__aexit__(None, None, None)
+    except Exception:
+        logger.debug("closing a half-opened pydocket queue failed", exc_info=True)
 
 
 def _redis_errors() -> tuple[type[BaseException], ...]:
