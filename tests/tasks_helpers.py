@@ -71,6 +71,13 @@ def build(probe: Probe | None = None, **options: Any) -> MCPServer:
         await anyio.to_thread.run_sync(probe.release.wait, 5)
         return "finished"
 
+    @mcp.tool(task=True, task_start="manual")
+    async def maybe_task(ctx: Context, big: bool = False) -> str:
+        """Asks first (MRTR, in the request), then becomes a task only for big jobs."""
+        answer = await ctx.elicit("Your name?", NAME_SCHEMA, key="who")
+        switched = ctx.run_as_task() if big else False
+        return f"{(answer.content or {}).get('name')}: task={switched}, task_id={ctx.task_id is not None}"
+
     @mcp.tool
     def plain() -> str:
         return "plain"
@@ -79,7 +86,10 @@ def build(probe: Probe | None = None, **options: Any) -> MCPServer:
 
 
 class RawClient:
-    """2026-07-28 requests over httpx; `declare` puts the tasks extension in every request's `_meta`."""
+    """2026-07-28 requests over httpx; `declare` puts the tasks extension in every request's `_meta`.
+
+    Either way the client declares elicitation.
+    """
 
     def __init__(
         self, http: httpx.AsyncClient, url: str, *, declare: bool = True, authorization: str | None = None
@@ -92,8 +102,8 @@ class RawClient:
 
     def message(self, method: str, params: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
         params = dict(params)
-        if self.declare:
-            params["_meta"] = {"io.modelcontextprotocol/clientCapabilities": DECLARED}
+        capabilities = DECLARED if self.declare else {"elicitation": {}}
+        params["_meta"] = {"io.modelcontextprotocol/clientCapabilities": capabilities}
         self.next_id += 1
         body, headers = modern_request(method, params, request_id=self.next_id)
         if "taskId" in params:

@@ -186,3 +186,33 @@ async def test_discover_advertises_the_extension_and_removed_methods_are_unknown
         for method in ("tasks/result", "tasks/list"):
             reply = await client.rpc(method, {"taskId": "x"})
             assert reply["error"]["code"] == -32601
+
+
+async def test_a_manual_tool_asks_in_the_request_then_becomes_a_task(url):
+    async with httpx.AsyncClient() as http:
+        client = RawClient(http, url)
+        first = await client.call("maybe_task", {"big": True})
+        assert first["resultType"] == "input_required" and "taskId" not in first
+        assert list(first["inputRequests"]) == ["who"]
+        answer = {"who": {"action": "accept", "content": {"name": "Kim"}}}
+        created = await client.result(
+            "tools/call",
+            {
+                "name": "maybe_task",
+                "arguments": {"big": True},
+                "inputResponses": answer,
+                "requestState": first["requestState"],
+            },
+        )
+        assert created["resultType"] == "task" and "requestState" not in created
+        done = await client.wait_for(created["taskId"], "completed")
+        # The task ran the function again with the answer given in the request.
+        assert done["result"]["content"][0]["text"] == "Kim: task=True, task_id=True"
+        # A small job of a declaring client: the function did not switch, the answer is blocking.
+        small = await client.result("tools/call", {"name": "maybe_task", "arguments": {}, "inputResponses": answer})
+        assert small["resultType"] == "complete" and small["content"][0]["text"] == "Kim: task=False, task_id=False"
+        blocking = RawClient(http, url, declare=False)
+        body = {"name": "maybe_task", "arguments": {"big": True}, "inputResponses": answer}
+        reply = await blocking.rpc("tools/call", body)
+        assert reply["result"]["resultType"] == "complete"
+        assert reply["result"]["content"][0]["text"] == "Kim: task=False, task_id=False"
