@@ -132,3 +132,22 @@ async def test_the_official_client_gets_blocking_results(mode):
                 with pytest.raises(MCPClientError) as refused:
                     await client.call_tool("only_task", {})
                 assert refused.value.code == -32021
+
+
+async def test_the_example_app_runs_a_task_and_answers_others_at_once():
+    from examples.tasks_app import mcp
+
+    with serve(mcp.http_app()) as base:
+        async with httpx.AsyncClient() as http:
+            client = RawClient(http, f"{base}/mcp")
+            created = await client.call("build_report", {"quarter": "Q3", "step_seconds": 0.01})
+            assert created["resultType"] == "task" and created["pollIntervalMs"] == 500
+            done = await client.wait_for(created["taskId"], "completed")
+            assert done["result"]["content"][0]["text"] == "Report Q3: revenue up, costs down"
+            big = await client.call("export_rows", {"rows": 20_000})
+            assert big["resultType"] == "task"
+            assert (await client.wait_for(big["taskId"], "completed"))["result"]["content"][0]["text"] == (
+                "Exported 20000 rows"
+            )
+            small = await client.call("export_rows", {"rows": 10})
+            assert small["resultType"] == "complete" and small["content"][0]["text"] == "Exported 10 rows"
