@@ -26,6 +26,7 @@ MARKDOWN_FILES = [
     ROOT / "docs" / "integration.md",
     ROOT / "docs" / "hosts.md",
     ROOT / "docs" / "middleware.md",
+    ROOT / "docs" / "tasks.md",
     ROOT / "README.md",
 ]
 SKIP_MARKER = "<!-- no-test -->"
