@@ -25,6 +25,7 @@ import pytest
 
 from tests.http_helpers import modern_request, sse_messages
 from tests.multiworker import ROOT, Workers, worker_env
+from tests.redis_server import RedisServer
 
 APP = "tests.fixtures.tasks_app:app"
 SERVER_FILE = "tests/fixtures/tasks_app.py:mcp"
@@ -82,10 +83,10 @@ def no_keepalive() -> httpx.AsyncClient:
 
 
 @contextmanager
-def engine_worker(redis_url: str, queue: str) -> Iterator[subprocess.Popen[bytes]]:
+def engine_worker(redis_url: str, queue: str, **env: str) -> Iterator[subprocess.Popen[bytes]]:
     """`python -m mcp_asgi.tasks.docket tests/fixtures/tasks_app.py:mcp`: the job engine's worker process."""
-    log = Path(f"/tmp/mcp-asgi-engine-{os.getpid()}-{queue}.log")
-    env = worker_env(redis_url, TASKS_QUEUE=queue)
+    log = Path(f"/tmp/mcp-asgi-engine-{os.getpid()}-{queue}-{uuid.uuid4().hex[:6]}.log")
+    env = worker_env(redis_url, TASKS_QUEUE=queue, **env)
     with log.open("wb") as out:
         process = subprocess.Popen(
             [sys.executable, "-m", "mcp_asgi.tasks.docket", SERVER_FILE],
@@ -106,7 +107,8 @@ def engine_worker(redis_url: str, queue: str) -> Iterator[subprocess.Popen[bytes
             process.wait(5)
         output = log.read_text(errors="replace")
         log.unlink(missing_ok=True)
-        assert "Traceback" not in output or "first attempt fails" in output, output[-3000:]
+        killed = process.returncode == -signal.SIGKILL
+        assert killed or "Traceback" not in output or "first attempt fails" in output, output[-3000:]
 
 
 async def test_a_task_is_answered_and_cancelled_on_another_worker_than_the_one_that_created_it(redis_url: str) -> None:
@@ -181,3 +183,49 @@ async def test_a_job_engine_task_asks_for_input_and_is_cancelled_through_any_web
             await rpc(http, first, "tasks/cancel", {"taskId": task_id})
             cancelled = await poll(http, [first, second], task_id, ended, timeout=10.0)
             assert cancelled["status"] == "cancelled", cancelled
+
+
+async def test_task_requests_get_a_503_while_redis_is_down_and_work_when_it_is_back(redis_server: RedisServer) -> None:
+    with Workers(redis_server.url, count=1, app=APP) as workers:
+        port = workers.ports[0]
+        async with no_keepalive() as http:
+            task_id = await create(http, port, "slow", {"seconds": 30})
+            redis_server.stop()
+            for method, params in (
+                ("tasks/get", {"taskId": task_id}),
+                ("tasks/cancel", {"taskId": task_id}),
+                ("tasks/update", {"taskId": task_id, "inputResponses": {}}),
+            ):
+                body, headers = modern_request(method, {**params, "_meta": dict(TASKS)})
+                headers["mcp-name"] = task_id
+                started = time.monotonic()
+                response = await http.post(f"http://127.0.0.1:{port}/mcp", json=body, headers=headers)
+                assert time.monotonic() - started < 5.0
+                assert response.status_code == 503, response.text
+                assert response.json()["error"]["code"] == -32000
+            redis_server.start()
+            # Redis came back empty (no persistence): the old task is gone, new ones work at once.
+            assert "error" in await rpc(http, port, "tasks/get", {"taskId": task_id})
+            again = await create(http, port, "slow", {"seconds": 0.1})
+            assert (await poll(http, [port], again, ended))["status"] == "completed"
+
+
+async def test_the_job_of_a_job_worker_that_died_is_run_by_another(redis_url: str, tmp_path: Path) -> None:
+    queue = f"test-{uuid.uuid4().hex[:8]}"
+    marker = tmp_path / "started"
+    with Workers(redis_url, count=1, app=APP, TASKS_QUEUE=queue) as workers:
+        async with no_keepalive() as http:
+            with engine_worker(redis_url, queue, TASKS_REDELIVERY="1") as doomed:
+                task_id = await create(http, workers.ports[0], "marked", {"marker": str(marker), "seconds": 1.5})
+                with anyio.fail_after(10):
+                    while not marker.exists():
+                        await anyio.sleep(0.05)
+                assert marker.read_text() == str(doomed.pid)
+                doomed.send_signal(signal.SIGKILL)
+                doomed.wait(5)
+            with engine_worker(redis_url, queue, TASKS_REDELIVERY="1") as survivor:
+                done = await poll(http, workers.ports, task_id, ended)
+                assert done["status"] == "completed", done
+                # Run again from the start on the other job worker (the tool must be safe to repeat).
+                assert done["result"]["content"][0]["text"] == f"finished in {survivor.pid}"
+                assert marker.read_text() == str(survivor.pid)
