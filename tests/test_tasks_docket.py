@@ -156,3 +156,16 @@ async def test_a_server_whose_tasks_are_in_memory_is_refused_with_what_to_set(
         await runner.start(server)
     with pytest.raises(RuntimeError, match="RedisBackend"):
         await runner.work(server)
+
+
+def test_the_worker_command_says_what_is_wrong_with_its_target(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mcp_asgi.tasks.docket import main
+
+    assert main(["tests/fixtures/no_such_app.py:mcp"]) == 2
+    assert "error:" in capsys.readouterr().err
+    # Without Redis the web workers' tasks are out of the worker's sight: one line says what to set.
+    monkeypatch.delenv("MCP_ASGI_REDIS_URL", raising=False)
+    assert main(["tests/fixtures/tasks_app.py:mcp"]) == 2
+    assert "MCP_ASGI_REDIS_URL" in capsys.readouterr().err

@@ -274,7 +274,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     from mcp_asgi.server import MCPServer
 
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
         server = load_server(args.target)
     except CLIError as exc:
@@ -283,6 +282,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not isinstance(server, MCPServer):
         print(f"error: {args.target} is an app; point at its MCPServer (path/to/app.py:name)", file=sys.stderr)
         return 2
+    try:
+        shared_store(server)
+    except RuntimeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     runner = runner_of(server) or DocketRunner(args.url)
     if args.url:
         runner.url = args.url
