@@ -8,6 +8,7 @@ import httpx
 import pytest
 
 from tests.conftest import serve
+from tests.http_helpers import ACCEPT, initialize, sse_messages
 from tests.tasks_helpers import TASKS, Probe, RawClient, build
 
 ISO = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
@@ -216,3 +217,22 @@ async def test_a_manual_tool_asks_in_the_request_then_becomes_a_task(url):
         reply = await blocking.rpc("tools/call", body)
         assert reply["result"]["resultType"] == "complete"
         assert reply["result"]["content"][0]["text"] == "Kim: task=False, task_id=False"
+
+
+async def test_2025_sessions_do_not_have_the_task_methods(url):
+    async with httpx.AsyncClient() as http:
+        session = await initialize(http, url)
+        headers = {"accept": ACCEPT, "mcp-session-id": session, "mcp-protocol-version": "2025-11-25"}
+        for method in ("tasks/get", "tasks/update", "tasks/cancel"):
+            body = {"jsonrpc": "2.0", "id": 3, "method": method, "params": {"taskId": "x", "inputResponses": {}}}
+            reply = sse_or_json(await http.post(url, json=body, headers=headers))
+            assert reply["error"]["code"] == -32601, (method, reply)
+        body = {"jsonrpc": "2.0", "id": 4, "method": "tools/call", "params": {"name": "only_task", "arguments": {}}}
+        reply = sse_or_json(await http.post(url, json=body, headers=headers))
+        assert reply["result"]["content"][0]["text"] == "ran as a task" and "resultType" not in reply["result"]
+
+
+def sse_or_json(response: httpx.Response) -> dict:
+    if response.headers["content-type"].startswith("text/event-stream"):
+        return sse_messages(response.text)[-1]
+    return response.json()

@@ -43,6 +43,8 @@ from mcp_asgi.protocol.versions import (
 if TYPE_CHECKING:
     from starlette.requests import Request
 
+    from mcp_asgi.protocol.task_hooks import TaskHooks
+
 logger = logging.getLogger("mcp_asgi")
 
 META_VERSION = "io.modelcontextprotocol/protocolVersion"
@@ -248,22 +250,6 @@ def _require_str(params: dict[str, Any], key: str, method: str) -> str:
     if not isinstance(value, str):
         raise invalid_params(f"Invalid params: {method} needs a string `{key}`")
     return value
-
-
-class TaskHooks(Protocol):
-    """The tasks extension as the core sees it (`mcp_asgi.tasks.methods.TaskSupport`, set by the server)."""
-
-    async def call_tool(self, tool: Any, call: Call) -> dict[str, Any]:
-        """`tools/call` of a tool declared with task support: a task handle or a blocking result."""
-        ...
-
-    def advertise(self, capabilities: dict[str, Any]) -> None:
-        """Add the extension to the capabilities `server/discover` answers with."""
-        ...
-
-    async def listen(self, call: Call, task_ids: Any) -> tuple[list[str], Any]:
-        """`subscriptions/listen` asked for `taskIds`: the ids agreed, and their watcher."""
-        ...
 
 
 class ServerSettings(Protocol):
@@ -547,9 +533,6 @@ class ProtocolCore:
         if isinstance(uris, list):
             # The same caps as `resources/subscribe`: the stream holds these for as long as it lives.
             agreed["resourceSubscriptions"] = limits.subscription_uris(uris)
-        tasks = None
-        if "taskIds" in requested and self.tasks is not None:
-            agreed["taskIds"], tasks = await self.tasks.listen(call, requested["taskIds"])
         tag = {META_SUBSCRIPTION_ID: call.request_id}
         watched = set(agreed.get("resourceSubscriptions", ()))
 
@@ -562,9 +545,10 @@ class ProtocolCore:
             return message
 
         if call.send is None:
-            if tasks is not None:
-                tasks.close()
             raise MCPError(INVALID_REQUEST, "subscriptions/listen needs a transport that can stream")
+        tasks = None
+        if "taskIds" in requested and self.tasks is not None:
+            agreed["taskIds"], tasks = await self.tasks.listen(call, requested["taskIds"])
         stream, stop = self.hub.listen(translate)
         try:
             acknowledged = notification(

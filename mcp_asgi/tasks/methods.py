@@ -229,11 +229,18 @@ class TaskWatcher:
         self, forward: Awaitable[None], send: Callable[[Any], Awaitable[Any]], tag: dict[str, Any]
     ) -> None:
         """Await `forward` (the stream's other notifications) while sending `notifications/tasks`."""
+        failure: Exception | None = None
         async with anyio.create_task_group() as group:
             for task_id, subscription in self.subscriptions.items():
                 group.start_soon(self._pump, task_id, subscription, send, tag)
-            await forward
+            try:
+                await forward
+            except Exception as exc:
+                # Raised as it is, not wrapped in the task group's ExceptionGroup.
+                failure = exc
             group.cancel_scope.cancel()
+        if failure is not None:
+            raise failure
 
     async def _pump(
         self, task_id: str, subscription: Any, send: Callable[[Any], Awaitable[Any]], tag: dict[str, Any]
