@@ -1,9 +1,10 @@
 """The two waiting patterns every stream shares: watching for a disconnect, and keep-alives.
 
-The bottom layer: imports nothing from mcp_asgi but `shutdown` (as low), so the protocol
+The bottom layer: imports nothing from mcp_asgi but `shutdown` and `thread_pool` (as low), so the protocol
 core and the transports can both use it. It is also the one module that touches asyncio
 directly (see docs/design.md, "One concurrency library"). `run_sync` is where blocking user
-code leaves the event loop, through the host's runner when the host set one.
+code leaves the event loop, through the host's runner when the host set one, else through
+`thread_pool` (cheaper per call than anyio's `to_thread`).
 """
 
 from __future__ import annotations
@@ -15,10 +16,9 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 import anyio
-import anyio.to_thread
 from anyio.abc import ObjectReceiveStream
 
-from mcp_asgi import shutdown
+from mcp_asgi import shutdown, thread_pool
 
 T = TypeVar("T")
 
@@ -133,9 +133,9 @@ sync_runner: ContextVar[Callable[[Callable[[], Any]], Awaitable[Any]] | None] = 
 
 
 async def run_sync(fn: Callable[[], T]) -> T:
-    """Run a blocking user function off the event loop: in the host's runner, else an anyio worker thread."""
+    """Run a blocking user function off the event loop: in the host's runner, else a worker thread."""
     runner = sync_runner.get()
     if runner is None:
-        return await anyio.to_thread.run_sync(fn)
+        return await thread_pool.pool().run(fn)
     result: T = await runner(fn)
     return result
