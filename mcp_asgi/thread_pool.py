@@ -24,6 +24,7 @@ import contextvars
 import queue
 import threading
 import weakref
+from collections import deque
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -66,6 +67,9 @@ class WorkerPool:
         self._lock = threading.Lock()
         self._threads = 0  # started and not yet ended
         self._busy = 0  # calls handed over and not yet finished by a thread
+        # Finished calls whose callers the loop has not been told of yet (threads append, the loop pops).
+        self._done: deque[tuple[asyncio.Future[Any], Any, BaseException | None]] = deque()
+        self._wake_pending = False
         self._backend: Any = None
         # Handed to from_thread when the caller is in no anyio scope (anyio 4.4 requires one).
         self._root_scope: Any = None
@@ -133,10 +137,21 @@ class WorkerPool:
                     del _threadlocals.current_cancel_scope
         with self._lock:
             self._busy -= 1
-        try:
-            self._loop.call_soon_threadsafe(_settle, future, result, error)
-        except RuntimeError:
-            pass  # the loop is closed: nobody waits for this result any more
+        self._done.append((future, result, error))
+        if not self._wake_pending:
+            # One wake-up of the loop (a write to its self-pipe) for every result that lands
+            # before it runs: under load, several threads finish within one turn of the loop.
+            self._wake_pending = True
+            try:
+                self._loop.call_soon_threadsafe(self._settle_done)
+            except RuntimeError:
+                pass  # the loop is closed: nobody waits for these results any more
+
+    def _settle_done(self) -> None:
+        self._wake_pending = False  # first: a result landing from now on schedules another pass
+        done = self._done
+        while done:
+            _settle(*done.popleft())
 
 
 def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:

@@ -110,6 +110,12 @@ async def test_calls_past_anyios_thread_limit_wait_for_a_free_thread() -> None:
     assert running[1] <= 2
 
 
+async def test_many_calls_finishing_together_each_get_their_own_result() -> None:
+    # Results landing in one turn of the loop share one wake-up; none may be lost or crossed.
+    results = await asyncio.gather(*(pool().run(lambda i=i: i * i) for i in range(300)))
+    assert results == [i * i for i in range(300)]
+
+
 def sync_tools_server() -> MCPServer:
     mcp = MCPServer("threads")
 
