@@ -90,6 +90,16 @@ class DisconnectWatcher:
         return bool(self._scope.__exit__(exc_type, exc, tb))
 
 
+def write_lock() -> asyncio.Lock:
+    """A lock keeping one response's writes in order, for the tasks that write to it.
+
+    Not `anyio.Lock`: its acquire is a checkpoint even when nobody holds it, a turn of the
+    event loop per write (two per streamed reply), where asyncio's takes a free lock at once.
+    Waiting for a held one is an ordinary await: anyio cancel scopes cancel it as any other.
+    """
+    return asyncio.Lock()
+
+
 _SILENCE = object()
 
 

@@ -11,6 +11,7 @@ any of this.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import heapq
 import itertools
@@ -23,7 +24,7 @@ from typing import Any, NamedTuple, Protocol
 import anyio
 from starlette.types import Receive, Send
 
-from mcp_asgi.concurrency import DisconnectWatcher
+from mcp_asgi.concurrency import DisconnectWatcher, write_lock
 from mcp_asgi.protocol.jsonrpc import MCPError, encode
 from mcp_asgi.transports.http_common import SSE_HEADERS, SSE_KEEPALIVE, send_bytes, sse_event
 
@@ -108,11 +109,18 @@ class _Stream:
     next_seq: int = 0
     ended: bool = False
     expires_at: float = float("inf")
-    changed: anyio.Event = field(default_factory=anyio.Event)
+    # Set on the next change; made only when a reader waits (most streams are never waited on).
+    changed: anyio.Event | None = None
 
     def wake(self) -> None:
-        self.changed.set()
-        self.changed = anyio.Event()
+        if self.changed is not None:
+            self.changed.set()
+            self.changed = None
+
+    def next_change(self) -> anyio.Event:
+        if self.changed is None:
+            self.changed = anyio.Event()
+        return self.changed
 
 
 class InMemoryEventStore:
@@ -233,7 +241,7 @@ class InMemoryEventStore:
         if not self._readable(stream, after):
             return None
         if after == stream.next_seq - 1 and not stream.ended and timeout > 0:
-            changed = stream.changed
+            changed = stream.next_change()
             with anyio.move_on_after(timeout):
                 await changed.wait()
             if self._streams.get(stream_id) is not stream or not self._readable(stream, after):
@@ -338,7 +346,7 @@ class ResumableReply:
         # The stream's id in the store while it is recorded; None if the store was full.
         self.stream_id: str | None = None
         self.attached = False
-        self._lock: anyio.Lock | None = None
+        self._lock: asyncio.Lock | None = None
 
     async def early(self, message: dict[str, Any] | None) -> bool:
         """Send a message before the result (None: a keep-alive); False if this reply cannot carry it."""
@@ -394,11 +402,11 @@ class ResumableReply:
                 body = priming + (sse_event(message, event_id=event_id) if message is not None else b"")
                 await self.send({"type": "http.response.body", "body": body, "more_body": False})
 
-    def _locked(self) -> anyio.Lock:
+    def _locked(self) -> asyncio.Lock:
         # Created on the first SSE use only: a JSON reply pays for no lock. Events must reach
         # the store and the wire in the same order, whichever task sends them.
         if self._lock is None:
-            self._lock = anyio.Lock()
+            self._lock = write_lock()
         return self._lock
 
     async def _record(self, message: dict[str, Any] | None) -> str | None:

@@ -1,0 +1,84 @@
+"""Streamed replies write without extra turns of the event loop, and in order."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from mcp_asgi.transports.events import InMemoryEventStore, ResumableReply
+from mcp_asgi.transports.http_reply import JSONOrSSEReply
+
+PROGRESS = {"jsonrpc": "2.0", "method": "notifications/progress", "params": {"progressToken": "p", "progress": 1}}
+RESULT = {"jsonrpc": "2.0", "id": 1, "result": {"content": []}}
+
+
+class Wire:
+    """An ASGI `send` that keeps what was written."""
+
+    def __init__(self) -> None:
+        self.messages: list[dict[str, Any]] = []
+
+    async def send(self, message: dict[str, Any]) -> None:
+        self.messages.append(message)
+
+    @property
+    def body(self) -> bytes:
+        return b"".join(m.get("body", b"") for m in self.messages if m["type"] == "http.response.body")
+
+
+async def count_loop_turns(work: Any) -> int:
+    """How many times `work()` gave the event loop a turn before it finished."""
+    turns = 0
+    running = True
+
+    def tick() -> None:
+        nonlocal turns
+        if running:
+            turns += 1
+            loop.call_soon(tick)
+
+    loop = asyncio.get_running_loop()
+    loop.call_soon(tick)
+    await work()
+    running = False
+    return turns
+
+
+async def test_a_resumable_sse_reply_streams_without_yielding_to_the_loop() -> None:
+    wire = Wire()
+    store = InMemoryEventStore()
+    reply = ResumableReply(wire.send, [], True, store, "session-1", 1000)
+
+    async def work() -> None:
+        assert await reply.early(PROGRESS)
+        await reply.finish(RESULT)
+
+    assert await count_loop_turns(work) == 0
+    body = wire.body
+    assert body.index(b"notifications/progress") < body.index(b'"id":1')
+    assert b"id: 1:0\nretry: 1000\ndata: \n\n" in body  # priming event, then ids 1:1 and 1:2
+    assert b"id: 1:1\n" in body and b"id: 1:2\n" in body
+    assert wire.messages[-1]["more_body"] is False
+
+
+async def test_writes_from_two_tasks_stay_whole_and_in_order() -> None:
+    wire = Wire()
+    reply = ResumableReply(wire.send, [], True, InMemoryEventStore(), "session-1", 1000)
+    first = {**PROGRESS, "params": {"progressToken": "p", "progress": 1}}
+    second = {**PROGRESS, "params": {"progressToken": "p", "progress": 2}}
+    await asyncio.gather(reply.early(first), reply.early(second))
+    await reply.finish(RESULT)
+    body = wire.body
+    assert body.index(b'"progress":1') < body.index(b'"progress":2') < body.index(b'"id":1')
+
+
+async def test_a_2026_sse_reply_streams_without_yielding_to_the_loop() -> None:
+    wire = Wire()
+    reply = JSONOrSSEReply(wire.send, [], allow_sse=True)
+
+    async def work() -> None:
+        assert await reply.early(PROGRESS)
+        await reply.finish(RESULT)
+
+    assert await count_loop_turns(work) == 0
+    assert wire.messages[0]["type"] == "http.response.start"
