@@ -82,3 +82,20 @@ async def test_a_2026_sse_reply_streams_without_yielding_to_the_loop() -> None:
 
     assert await count_loop_turns(work) == 0
     assert wire.messages[0]["type"] == "http.response.start"
+
+
+async def test_a_reader_waiting_on_a_stream_wakes_at_its_next_event() -> None:
+    store = InMemoryEventStore()
+    stream_id = await store.open_stream("session-1")
+    assert stream_id is not None
+    first = await store.append(stream_id, None)
+    assert first is not None
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    reading = asyncio.ensure_future(store.read("session-1", first, 5.0))
+    await asyncio.sleep(0.05)
+    assert not reading.done()
+    await store.append(stream_id, PROGRESS)
+    replay = await reading
+    assert replay is not None and [event.message for event in replay.events] == [PROGRESS]
+    assert loop.time() - started < 2
