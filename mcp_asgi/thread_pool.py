@@ -28,6 +28,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+import anyio
 import anyio.to_thread
 
 T = TypeVar("T")
@@ -39,23 +40,31 @@ THREAD_NAME = "mcp-asgi worker thread"
 _Job = tuple[contextvars.Context, Callable[[], Any], "asyncio.Future[Any]", Any]
 
 
-def _anyio_hooks() -> tuple[Callable[..., Any] | None, Callable[[], Any], Any]:
-    """anyio's thread claim, a finder of the caller's cancel scope, and its thread locals (private names)."""
-    try:
-        from anyio._backends import _asyncio as backend
-        from anyio._core._eventloop import claim_worker_thread, threadlocals
-    except ImportError:  # a future anyio without them: from_thread needs an explicit token then
-        return None, lambda: None, None
-    states = getattr(backend, "_task_states", None)
+class _AnyioHooks:
+    """anyio's thread claim, its thread locals, and a finder of the caller's cancel scope (private names).
 
-    def caller_scope() -> Any:
-        state = states.get(asyncio.current_task()) if states is not None else None
+    Looked up when the first pool is made, not at import: anyio's asyncio backend is only
+    imported once a loop runs.
+    """
+
+    def __init__(self) -> None:
+        self.claim: Callable[..., Any] | None = None
+        self.threadlocals: Any = None
+        self.backend: Any = None
+        self._states: Any = None
+        try:
+            from anyio._backends import _asyncio as backend
+            from anyio._core._eventloop import claim_worker_thread, get_async_backend, threadlocals
+        except ImportError:  # a future anyio without them: from_thread needs an explicit token then
+            return
+        self.claim = claim_worker_thread
+        self.threadlocals = threadlocals
+        self.backend = get_async_backend()
+        self._states = getattr(backend, "_task_states", None)
+
+    def caller_scope(self) -> Any:
+        state = self._states.get(asyncio.current_task()) if self._states is not None else None
         return getattr(state, "cancel_scope", None)
-
-    return claim_worker_thread, caller_scope, threadlocals
-
-
-_claim, _caller_scope, _threadlocals = _anyio_hooks()
 
 
 class WorkerPool:
@@ -70,19 +79,14 @@ class WorkerPool:
         # Finished calls whose callers the loop has not been told of yet (threads append, the loop pops).
         self._done: deque[tuple[asyncio.Future[Any], Any, BaseException | None]] = deque()
         self._wake_pending = False
-        self._backend: Any = None
+        self._anyio = _AnyioHooks()
         # Handed to from_thread when the caller is in no anyio scope (anyio 4.4 requires one).
-        self._root_scope: Any = None
-        if _claim is not None:
-            from anyio._core._eventloop import get_async_backend
-
-            self._backend = get_async_backend()
-            self._root_scope = anyio.CancelScope()
+        self._root_scope = anyio.CancelScope()
 
     async def run(self, fn: Callable[[], T]) -> T:
         """Run `fn()` in a worker thread; the caller's cancellation abandons the result."""
         future: asyncio.Future[T] = self._loop.create_future()
-        scope = _caller_scope() or self._root_scope
+        scope = self._anyio.caller_scope() or self._root_scope
         with self._lock:
             self._busy += 1
             start = self._busy > self._threads and self._threads < _limit()
@@ -99,10 +103,11 @@ class WorkerPool:
         return await future
 
     def _work(self) -> None:
-        if _claim is None:
+        claim = self._anyio.claim
+        if claim is None:
             self._serve()
             return
-        with _claim(self._backend, self._loop):
+        with claim(self._anyio.backend, self._loop):
             self._serve()
 
     def _serve(self) -> None:
@@ -126,15 +131,16 @@ class WorkerPool:
         result: Any = None
         error: BaseException | None = None
         if not future.cancelled():  # a caller cancelled while queued: never start its function
-            if _threadlocals is not None:
-                _threadlocals.current_cancel_scope = scope
+            locals_ = self._anyio.threadlocals
+            if locals_ is not None:
+                locals_.current_cancel_scope = scope
             try:
                 result = context.run(fn)
             except BaseException as exc:
                 error = exc
             finally:
-                if _threadlocals is not None:
-                    del _threadlocals.current_cancel_scope
+                if locals_ is not None:
+                    del locals_.current_cancel_scope
         with self._lock:
             self._busy -= 1
         self._done.append((future, result, error))
