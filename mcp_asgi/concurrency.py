@@ -120,13 +120,24 @@ async def forward_with_keepalive(
     Like the keep-alive timer, shutdown ends only the wait, never a delivery.
     """
     host = shutdown.arm()
+    # A memory stream hands over a waiting item without a timer, a cancel scope or a loop turn
+    # (its `receive` checkpoints even when an item is there); under load, items usually wait.
+    ready: Callable[[], Any] | None = getattr(source, "receive_nowait", None)
     while not host.begun:
         item: Any = _SILENCE
-        with anyio.move_on_after(interval) as wait, host.stream_wait(wait):
+        if ready is not None:
             try:
-                item = await source.receive()
+                item = ready()
+            except anyio.WouldBlock:
+                pass
             except (anyio.EndOfStream, anyio.ClosedResourceError):
                 return
+        if item is _SILENCE:
+            with anyio.move_on_after(interval) as wait, host.stream_wait(wait):
+                try:
+                    item = await source.receive()
+                except (anyio.EndOfStream, anyio.ClosedResourceError):
+                    return
         if item is not _SILENCE:
             await deliver(item)
         elif not host.begun:
