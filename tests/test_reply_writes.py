@@ -61,6 +61,30 @@ async def test_a_resumable_sse_reply_streams_without_yielding_to_the_loop() -> N
     assert wire.messages[-1]["more_body"] is False
 
 
+async def test_events_before_a_quick_result_go_out_in_one_write() -> None:
+    wire = Wire()
+    reply = ResumableReply(wire.send, [], True, InMemoryEventStore(), "session-1", 1000)
+    assert await reply.early(PROGRESS)
+    await reply.finish(RESULT)
+    await asyncio.sleep(0)  # nothing is left to flush afterwards
+    assert [m["type"] for m in wire.messages] == ["http.response.start", "http.response.body"]
+    assert wire.messages[1]["more_body"] is False
+    assert b"notifications/progress" in wire.body and b'"id":1' in wire.body
+
+
+async def test_events_of_a_call_that_waits_are_written_while_it_waits() -> None:
+    wire = Wire()
+    reply = ResumableReply(wire.send, [], True, InMemoryEventStore(), "session-1", 1000)
+    assert await reply.early(PROGRESS)
+    assert wire.messages == []  # not yet: the call may finish within this turn of the loop
+    await asyncio.sleep(0.01)  # the call waits: its progress must reach the client now
+    assert [m["type"] for m in wire.messages] == ["http.response.start", "http.response.body"]
+    assert b"notifications/progress" in wire.body and wire.messages[1]["more_body"] is True
+    await reply.finish(RESULT)
+    assert wire.messages[-1]["more_body"] is False and b'"id":1' in wire.messages[-1]["body"]
+    assert len(wire.messages) == 3
+
+
 async def test_writes_from_two_tasks_stay_whole_and_in_order() -> None:
     wire = Wire()
     reply = ResumableReply(wire.send, [], True, InMemoryEventStore(), "session-1", 1000)
