@@ -123,3 +123,28 @@ async def test_a_reader_waiting_on_a_stream_wakes_at_its_next_event() -> None:
     replay = await reading
     assert replay is not None and [event.message for event in replay.events] == [PROGRESS]
     assert loop.time() - started < 2
+
+
+async def test_a_2026_reply_sends_a_quick_result_and_its_progress_in_one_write() -> None:
+    wire = Wire()
+    reply = JSONOrSSEReply(wire.send, [], allow_sse=True)
+    assert await reply.early(PROGRESS)
+    await reply.finish(RESULT)
+    await asyncio.sleep(0)
+    assert [m["type"] for m in wire.messages] == ["http.response.start", "http.response.body"]
+    assert wire.messages[1]["more_body"] is False
+    assert wire.body.index(b"notifications/progress") < wire.body.index(b'"id":1')
+
+
+async def test_a_2026_reply_writes_progress_while_the_call_waits_and_nothing_once_abandoned() -> None:
+    wire = Wire()
+    reply = JSONOrSSEReply(wire.send, [], allow_sse=True)
+    assert await reply.early(PROGRESS)
+    await asyncio.sleep(0.01)
+    assert [m["type"] for m in wire.messages] == ["http.response.start", "http.response.body"]
+    assert wire.messages[1]["more_body"] is True
+    assert await reply.early(PROGRESS)
+    reply.abandon()  # the client left before the next turn of the loop
+    await asyncio.sleep(0.01)
+    await reply.finish(RESULT)
+    assert len(wire.messages) == 2
