@@ -72,7 +72,7 @@ class WorkerPool:
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
-        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._jobs: queue.SimpleQueue[_Job] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._threads = 0  # started and not yet ended
         self._busy = 0  # calls handed over and not yet finished by a thread
@@ -97,6 +97,7 @@ class WorkerPool:
             try:
                 threading.Thread(target=self._work, name=THREAD_NAME, daemon=True).start()
             except BaseException:
+                future.cancel()  # queued already: whichever thread takes it skips it
                 with self._lock:
                     self._threads -= 1
                 raise
@@ -121,8 +122,6 @@ class WorkerPool:
                         self._threads -= 1
                         return
                 continue
-            if job is None:
-                return
             self._run(*job)
 
     def _run(

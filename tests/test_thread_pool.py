@@ -146,3 +146,31 @@ async def test_a_sync_tool_reports_progress_with_from_thread(mode: str) -> None:
     assert result.is_error is False and result.content[0].text == THREAD_NAME
     assert updates == [1]
     assert invalid.is_error is True and "count" in invalid.content[0].text
+
+
+async def test_shutdown_answers_a_sync_call_after_its_period_while_the_thread_finishes() -> None:
+    from mcp_asgi import shutdown
+
+    # A loop of its own, so this test's shutdown state touches no other test.
+    release = threading.Event()
+    finished = threading.Event()
+
+    def slow() -> None:
+        release.wait(5)
+        finished.set()
+
+    async def call() -> tuple[bool, float]:
+        host = shutdown.state()
+        host.graceful_period = 0.1
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        with host.grace() as grace:
+            loop.call_later(0.05, host.begin)
+            await pool().run(slow)
+        return grace.cut, loop.time() - started
+
+    cut, took = await asyncio.to_thread(asyncio.run, call())
+    assert cut and took < 2  # the call was answered when its period ended, not when the thread did
+    assert not finished.is_set()
+    release.set()
+    assert await asyncio.to_thread(finished.wait, 5)
