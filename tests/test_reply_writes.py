@@ -148,3 +148,20 @@ async def test_a_2026_reply_writes_progress_while_the_call_waits_and_nothing_onc
     await asyncio.sleep(0.01)
     await reply.finish(RESULT)
     assert len(wire.messages) == 2
+
+
+async def test_headers_added_after_a_reply_turned_sse_stay_out_of_its_head() -> None:
+    # `answer` adds an error's headers (a 403's WWW-Authenticate) for a JSON reply; an SSE reply's
+    # head is fixed when it turns SSE, even though it is written later.
+    for make in (
+        lambda wire: JSONOrSSEReply(wire.send, [(b"mcp-session-id", b"s")], allow_sse=True),
+        lambda wire: ResumableReply(wire.send, [(b"mcp-session-id", b"s")], True, InMemoryEventStore(), "s", 1000),
+    ):
+        wire = Wire()
+        reply = make(wire)
+        assert await reply.early(PROGRESS)
+        reply.headers = [*reply.headers, (b"www-authenticate", b"Bearer error=insufficient_scope")]
+        await reply.finish(RESULT)
+        head = dict(wire.messages[0]["headers"])
+        assert head[b"content-type"] == b"text/event-stream" and head[b"mcp-session-id"] == b"s"
+        assert b"www-authenticate" not in head

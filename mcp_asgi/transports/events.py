@@ -331,7 +331,7 @@ class ResumableReply:
         "attached",
         "_lock",
         "_pending",
-        "_head_sent",
+        "_head",
         "_ended",
         "_flush",
     )
@@ -357,9 +357,10 @@ class ResumableReply:
         self.stream_id: str | None = None
         self.attached = False
         self._lock: asyncio.Lock | None = None
-        # Event bytes not yet written, the response head not yet sent, the response complete.
+        # Event bytes not yet written; the response head's headers until it is sent (fixed when the
+        # reply turns SSE: an error's headers belong to a JSON reply only); the response complete.
         self._pending: list[bytes] = []
-        self._head_sent = False
+        self._head: list[tuple[bytes, bytes]] | None = None
         self._ended = False
         # The scheduled write of `_pending` (a loop callback, then a task), while there is one.
         self._flush: asyncio.Handle | asyncio.Task[None] | None = None
@@ -447,9 +448,9 @@ class ResumableReply:
             if isinstance(self._flush, asyncio.Handle):
                 self._flush.cancel()
                 self._flush = None
-        if not self._head_sent:
-            self._head_sent = True
-            await self.send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS + self.headers})
+        if self._head is not None:
+            head, self._head = self._head, None
+            await self.send({"type": "http.response.start", "status": 200, "headers": head})
         if body or not more:
             await self.send({"type": "http.response.body", "body": body, "more_body": more})
 
@@ -489,6 +490,7 @@ class ResumableReply:
             logger.warning("Event store failed; this SSE reply is not resumable: %s", error.message)
         priming = await self._record(None)
         self.attached = True
+        self._head = SSE_HEADERS + self.headers
         if priming is None:
             # No id to come back with: a retry delay would only invite a pointless reconnection.
             return b": not resumable, the event store is full\n\n"

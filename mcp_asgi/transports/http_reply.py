@@ -41,7 +41,7 @@ class JSONOrSSEReply:
     one body write; a call that waits has its messages written as soon as it waits.
     """
 
-    __slots__ = ("send", "headers", "allow_sse", "started", "closed", "_pending", "_head_sent", "_lock", "_flush")
+    __slots__ = ("send", "headers", "allow_sse", "started", "closed", "_pending", "_head", "_lock", "_flush")
 
     def __init__(self, send: Send, headers: list[tuple[bytes, bytes]], allow_sse: bool) -> None:
         self.send = send
@@ -49,9 +49,10 @@ class JSONOrSSEReply:
         self.allow_sse = allow_sse
         self.started = False
         self.closed = False
-        # SSE bytes not yet written; the response head not yet sent.
+        # SSE bytes not yet written; the response head's headers until it is sent. They are fixed
+        # when the reply turns SSE: an error's headers (`answer`) belong to a JSON reply only.
         self._pending: list[bytes] = []
-        self._head_sent = False
+        self._head: list[tuple[bytes, bytes]] | None = None
         # Made with the first SSE message: the write of pending messages by a task of its own
         # must not interleave with the call's own writes.
         self._lock: asyncio.Lock | None = None
@@ -71,7 +72,9 @@ class JSONOrSSEReply:
                     if not self.closed:
                         await self._write(SSE_KEEPALIVE, more=True)
             return True
-        self.started = True
+        if not self.started:
+            self.started = True
+            self._head = SSE_HEADERS + self.headers
         self._pending.append(sse_event(message))
         if self._flush is None:
             self._flush = asyncio.get_running_loop().call_soon(self._flush_now)
@@ -115,9 +118,9 @@ class JSONOrSSEReply:
         if self._pending:
             body = b"".join(self._pending) + body
             self._pending.clear()
-        if not self._head_sent:
-            self._head_sent = True
-            await self.send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS + self.headers})
+        if self._head is not None:
+            head, self._head = self._head, None
+            await self.send({"type": "http.response.start", "status": 200, "headers": head})
         if body or not more:
             await self.send({"type": "http.response.body", "body": body, "more_body": more})
 
