@@ -9,6 +9,10 @@ never hides the server's. Rounds are interleaved: every path, and the bare route
 compared with, is measured once per round. Every figure is a ratio to the bare route measured
 in the same run, under the same HTTP server (h11, and httptools + uvloop when installed).
 `--smoke` runs everything once for a second, to prove the benchmark still works (CI).
+
+Each ratio is followed by "(CPU x)": the bare route's server CPU time per request over the
+path's, read from /proc. On a machine where other work shares the server's core the rates
+are noisy; CPU per request is not, and it is what the ratio becomes on a quiet core.
 """
 
 from __future__ import annotations
@@ -83,6 +87,15 @@ class Server:
         if self.proc is not None:
             self.proc.terminate()
             self.proc.wait(10)
+
+    def cpu_seconds(self) -> float:
+        """CPU time the server process (all its threads) has used so far; 0 where /proc is missing."""
+        try:
+            fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()  # type: ignore[union-attr]
+        except OSError:
+            return 0.0
+        # utime and stime, fields 14 and 15 of proc(5), counted after the ")" that ends the name.
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def url(self, path: str = "/mcp") -> str:
         return f"http://127.0.0.1:{self.port}{path}"
@@ -270,10 +283,15 @@ def cores() -> tuple[int | None, int | None]:
     return available[0], available[1]
 
 
-def run(args: argparse.Namespace) -> dict[str, dict[str, list[float]]]:
+Figures = dict[str, dict[str, list[float]]]
+
+
+def run(args: argparse.Namespace) -> tuple[Figures, Figures]:
+    """Operations per second, and server CPU seconds per operation, of every selected path."""
     server_cpu, load_cpu = cores()
     flavors = flavors_available()
-    rates: dict[str, dict[str, list[float]]] = {flavor: {p.name: [] for p in PATHS} for flavor in flavors}
+    rates: Figures = {flavor: {p.name: [] for p in PATHS} for flavor in flavors}
+    cpu: Figures = {flavor: {p.name: [] for p in PATHS} for flavor in flavors}
     with redis_server(load_cpu) as redis_url:
         apps = {"bare": "bench.apps:bare_app", "mcp": "bench.apps:mcp_app", "list": "bench.apps:list_app"}
         apps["sse"] = "bench.apps:sse_app"
@@ -295,13 +313,17 @@ def run(args: argparse.Namespace) -> dict[str, dict[str, list[float]]]:
                             continue
                         if round_ == 0 and not args.smoke:  # warm-up, not counted
                             measure(path, server, 1.0, args.connections, load_cpu)
+                        used = server.cpu_seconds()
                         rate = measure(path, server, args.seconds, args.connections, load_cpu)
+                        used = server.cpu_seconds() - used
                         rates[flavor][path.name].append(rate)
+                        if used > 0:
+                            cpu[flavor][path.name].append(used / (rate * max(1, round(args.seconds))))
                         print(f"  round {round_ + 1} {flavor:<9} {path.name:<56} {rate:9.0f}/s", flush=True)
         finally:
             for server in servers.values():
                 server.stop()
-    return rates
+    return rates, cpu
 
 
 def selected(path: Row, only: list[str]) -> bool:
@@ -309,7 +331,7 @@ def selected(path: Row, only: list[str]) -> bool:
     return path is PATHS[0] or not only or any(word.lower() in path.name.lower() for word in only)
 
 
-def table(rates: dict[str, dict[str, list[float]]], args: argparse.Namespace) -> str:
+def table(rates: Figures, cpu: Figures, args: argparse.Namespace) -> str:
     flavors = list(rates)
     names = {"h11": "uvicorn (h11)", "httptools": "uvicorn[standard] (httptools, uvloop)"}
     lines = ["| path | " + " | ".join(names[f] for f in flavors) + " |", "|---|" + "---|" * len(flavors)]
@@ -334,6 +356,11 @@ def table(rates: dict[str, dict[str, list[float]]], args: argparse.Namespace) ->
                 cells.append(f"{rate / bare[flavor]:.2f} ({rate / in_memory:.2f}x in-memory)")
             else:
                 cells.append(f"{rate / bare[flavor]:.2f}")
+            if path is not PATHS[0] and path.unit == "ratio" and cpu[flavor][path.name] and cpu[flavor][PATHS[0].name]:
+                # The bare route's server CPU per request over this path's: what the ratio would be on a
+                # server core nothing else uses (robust to other load on the machine, unlike the rate).
+                share = statistics.mean(cpu[flavor][PATHS[0].name]) / statistics.mean(cpu[flavor][path.name])
+                cells[-1] += f" (CPU {share:.2f})"
         lines.append(f"| {path.name} | " + " | ".join(cells) + " |")
     python = f"{platform.python_implementation()} {platform.python_version()}"
     machine = f"{platform.machine()}, {os.cpu_count()} cores, {python}"
@@ -358,7 +385,7 @@ def main() -> None:
         args.seconds, args.rounds = 1, 1
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed: run bench/setup (or apt-get install wrk)")
-    print(table(run(args), args))
+    print(table(*run(args), args))
 
 
 if __name__ == "__main__":

@@ -8,7 +8,6 @@ from typing import Any
 from mcp_asgi.asgi import combine_lifespans, cors_middleware, mount
 from mcp_asgi.components.content import Audio, Image
 from mcp_asgi.components.content import File as FileContent
-from mcp_asgi.components.prompts import PromptMessage
 from mcp_asgi.components.tools import ToolError, ToolResult
 from mcp_asgi.context import Context
 from mcp_asgi.middleware import MCPRequest
@@ -53,7 +52,22 @@ __version__ = "0.1.0"
 _DEPRECATED = {"Header": "ParamHeader", "File": "FileContent", "Message": "PromptMessage"}
 
 
+# Public names imported on first use: `PromptMessage` is a pydantic model, and pydantic's model
+# machinery is a fifth of `import mcp_asgi` (tools build their models when they are registered).
+_LAZY = {"PromptMessage": "mcp_asgi.components.prompt_message"}
+
+
+def _lazy(name: str) -> Any:
+    import importlib
+
+    value = getattr(importlib.import_module(_LAZY[name]), name)
+    globals()[name] = value
+    return value
+
+
 def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return _lazy(name)
     new = _DEPRECATED.get(name)
     if new is None:
         raise AttributeError(f"module 'mcp_asgi' has no attribute {name!r}")
@@ -62,4 +76,4 @@ def __getattr__(name: str) -> Any:
         DeprecationWarning,
         stacklevel=2,
     )
-    return globals()[new]
+    return _lazy(new) if new in _LAZY else globals()[new]

@@ -1,9 +1,10 @@
 """The two waiting patterns every stream shares: watching for a disconnect, and keep-alives.
 
-The bottom layer: imports nothing from mcp_asgi but `shutdown` (as low), so the protocol
+The bottom layer: imports nothing from mcp_asgi but `shutdown` and `thread_pool` (as low), so the protocol
 core and the transports can both use it. It is also the one module that touches asyncio
 directly (see docs/design.md, "One concurrency library"). `run_sync` is where blocking user
-code leaves the event loop, through the host's runner when the host set one.
+code leaves the event loop, through the host's runner when the host set one, else through
+`thread_pool` (cheaper per call than anyio's `to_thread`).
 """
 
 from __future__ import annotations
@@ -15,10 +16,9 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 import anyio
-import anyio.to_thread
 from anyio.abc import ObjectReceiveStream
 
-from mcp_asgi import shutdown
+from mcp_asgi import shutdown, thread_pool
 
 T = TypeVar("T")
 
@@ -41,23 +41,34 @@ class DisconnectWatcher:
     The watcher is a bare asyncio task with a done-callback, not an anyio task group:
     a task group per request costs about five times as much (150 vs 29 us measured),
     which halved the throughput of a trivial tool call. It never outlives the block.
+
+    The task is only started once the block has waited: entering schedules a callback
+    for the loop's next turn, and a block that ends before it (an async tool that never
+    awaits, a validation error) cancels the callback and never pays for a task. A block
+    that waits gets its watcher on the loop's next turn, as an eager task would have
+    (a new task runs no sooner).
     """
 
-    __slots__ = ("_receive", "_on_disconnect", "_scope", "_task", "disconnected")
+    __slots__ = ("_receive", "_on_disconnect", "_scope", "_arming", "_task", "disconnected")
 
     def __init__(self, receive: Receive, on_disconnect: Callable[[], None] | None = None) -> None:
         self._receive = receive
         # Runs right before the scope is cancelled (e.g. to stop writing to a gone client).
         self._on_disconnect = on_disconnect
         self._scope = anyio.CancelScope()
+        self._arming: asyncio.Handle | None = None
         self._task: asyncio.Future[None] | None = None
         self.disconnected = False
 
     def __enter__(self) -> DisconnectWatcher:
         self._scope.__enter__()
+        self._arming = asyncio.get_running_loop().call_soon(self._arm)
+        return self
+
+    def _arm(self) -> None:
+        self._arming = None
         self._task = asyncio.ensure_future(_until_disconnect(self._receive))
         self._task.add_done_callback(self._done)
-        return self
 
     def _done(self, task: asyncio.Future[None]) -> None:
         if task.cancelled() or task.exception() is not None:
@@ -70,10 +81,23 @@ class DisconnectWatcher:
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> bool:
-        assert self._task is not None
-        self._task.remove_done_callback(self._done)
-        self._task.cancel()
+        if self._arming is not None:
+            self._arming.cancel()
+            self._arming = None
+        elif self._task is not None:
+            self._task.remove_done_callback(self._done)
+            self._task.cancel()
         return bool(self._scope.__exit__(exc_type, exc, tb))
+
+
+def write_lock() -> asyncio.Lock:
+    """A lock keeping one response's writes in order, for the tasks that write to it.
+
+    Not `anyio.Lock`: its acquire is a checkpoint even when nobody holds it, a turn of the
+    event loop per write (two per streamed reply), where asyncio's takes a free lock at once.
+    Waiting for a held one is an ordinary await: anyio cancel scopes cancel it as any other.
+    """
+    return asyncio.Lock()
 
 
 _SILENCE = object()
@@ -96,13 +120,24 @@ async def forward_with_keepalive(
     Like the keep-alive timer, shutdown ends only the wait, never a delivery.
     """
     host = shutdown.arm()
+    # A memory stream hands over a waiting item without a timer, a cancel scope or a loop turn
+    # (its `receive` checkpoints even when an item is there); under load, items usually wait.
+    ready: Callable[[], Any] | None = getattr(source, "receive_nowait", None)
     while not host.begun:
         item: Any = _SILENCE
-        with anyio.move_on_after(interval) as wait, host.stream_wait(wait):
+        if ready is not None:
             try:
-                item = await source.receive()
+                item = ready()
+            except anyio.WouldBlock:
+                pass
             except (anyio.EndOfStream, anyio.ClosedResourceError):
                 return
+        if item is _SILENCE:
+            with anyio.move_on_after(interval) as wait, host.stream_wait(wait):
+                try:
+                    item = await source.receive()
+                except (anyio.EndOfStream, anyio.ClosedResourceError):
+                    return
         if item is not _SILENCE:
             await deliver(item)
         elif not host.begun:
@@ -119,9 +154,9 @@ sync_runner: ContextVar[Callable[[Callable[[], Any]], Awaitable[Any]] | None] = 
 
 
 async def run_sync(fn: Callable[[], T]) -> T:
-    """Run a blocking user function off the event loop: in the host's runner, else an anyio worker thread."""
+    """Run a blocking user function off the event loop: in the host's runner, else a worker thread."""
     runner = sync_runner.get()
     if runner is None:
-        return await anyio.to_thread.run_sync(fn)
+        return await thread_pool.pool().run(fn)
     result: T = await runner(fn)
     return result

@@ -82,11 +82,11 @@ async def test_sync_tools_run_in_the_runner_the_host_set(mode: str) -> None:
     assert asynced.content[0].text != "host runner"
 
 
-async def test_without_a_host_runner_sync_tools_run_in_anyio_worker_threads() -> None:
+async def test_without_a_host_runner_sync_tools_run_in_the_worker_threads() -> None:
     with serve(_threads_server().http_app()) as base:
         async with Client(f"{base}/mcp", mode="2026-07-28") as client:
             synced = await client.call_tool("sync_thread", {})
-    assert synced.content[0].text == "AnyIO worker thread"
+    assert synced.content[0].text == "mcp-asgi worker thread"
 
 
 def test_adapters_check_their_arguments() -> None:

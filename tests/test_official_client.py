@@ -62,8 +62,8 @@ async def test_tool_errors_are_results_a_model_can_read(url, mode):
 async def test_sync_tools_run_off_the_event_loop(url, mode):
     async with Client(url, mode=mode) as client:
         result = await client.call_tool("which_thread", {})
-        # The event loop runs in uvicorn's thread; sync tools run in anyio's worker threads.
-        assert result.content[0].text == "AnyIO worker thread"
+        # The event loop runs in uvicorn's thread; sync tools run in mcp_asgi.thread_pool's threads.
+        assert result.content[0].text == "mcp-asgi worker thread"
         picture = await client.call_tool("picture", {})
         assert picture.content[0].type == "image" and picture.content[0].mime_type == "image/png"
 

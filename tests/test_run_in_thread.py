@@ -37,9 +37,9 @@ async def test_an_inline_tool_runs_on_the_loops_thread_and_the_default_in_a_work
             threaded = await client.call_tool("threaded", {})
             failed = await client.call_tool("fails", {})
     # serve() runs uvicorn, and so its event loop, in a plain threading.Thread ("Thread-N (run)").
-    assert not inline.content[0].text.startswith("AnyIO worker thread")
+    assert not inline.content[0].text.startswith("mcp-asgi worker thread")
     assert inline.content[0].text.endswith("(run)")
-    assert threaded.content[0].text.startswith("AnyIO worker thread")
+    assert threaded.content[0].text.startswith("mcp-asgi worker thread")
     assert failed.is_error is True and "inline failure" in failed.content[0].text
 
 

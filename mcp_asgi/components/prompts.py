@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -20,20 +21,19 @@ from mcp_asgi.protocol.jsonrpc import invalid_params
 from mcp_asgi.protocol.scopes import validate_scopes
 
 
-class PromptMessage(pydantic.BaseModel):
-    """One prompt message: `PromptMessage("Summarise this", role="user")`."""
+def __getattr__(name: str) -> Any:
+    # PromptMessage lives in its own module, imported when first used: a pydantic model class
+    # costs pydantic's model machinery, a fifth of `import mcp_asgi`.
+    if name == "PromptMessage":
+        from mcp_asgi.components.prompt_message import PromptMessage
 
-    role: str = "user"
-    content: Any
-
-    def __init__(self, content: Any = None, /, role: str = "user", **data: Any) -> None:
-        if content is not None:
-            data["content"] = content
-        super().__init__(role=role, **data)
+        return PromptMessage
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _message(value: Any) -> dict[str, Any]:
-    if isinstance(value, PromptMessage):
+    message_module = sys.modules.get("mcp_asgi.components.prompt_message")
+    if message_module is not None and isinstance(value, message_module.PromptMessage):
         role, content = value.role, value.content
     elif isinstance(value, dict) and "role" in value and "content" in value:
         role, content = value["role"], value["content"]

@@ -19,13 +19,22 @@ import pydantic
 from mcp_asgi.concurrency import run_sync
 from mcp_asgi.dependencies import Injector, request_source
 
-_BASE_MODEL_NAMES = frozenset(dir(pydantic.BaseModel))
+
+# Made on the first registration, not at import: defining a pydantic model builds its schema and
+# validator and loads pydantic's plugins (a scan of installed packages), most of `import mcp_asgi`.
+@functools.cache
+def _base_model_names() -> frozenset[str]:
+    return frozenset(dir(pydantic.BaseModel))
 
 
-class _ArgumentsBase(pydantic.BaseModel):
-    # Extra arguments are ignored rather than refused: clients sometimes send
-    # fields a newer schema had, and the function could not use them anyway.
-    model_config = pydantic.ConfigDict(extra="ignore", arbitrary_types_allowed=True, populate_by_name=True)
+@functools.cache
+def _arguments_base() -> type[pydantic.BaseModel]:
+    class _ArgumentsBase(pydantic.BaseModel):
+        # Extra arguments are ignored rather than refused: clients sometimes send
+        # fields a newer schema had, and the function could not use them anyway.
+        model_config = pydantic.ConfigDict(extra="ignore", arbitrary_types_allowed=True, populate_by_name=True)
+
+    return _ArgumentsBase
 
 
 def _type_hints(fn: Callable[..., Any], localns: dict[str, Any] | None) -> dict[str, Any]:
@@ -116,7 +125,7 @@ class FunctionArguments:
                 continue
             default = ... if param.default is inspect.Parameter.empty else param.default
             field_name = param.name
-            if field_name.startswith("_") or field_name in _BASE_MODEL_NAMES:
+            if field_name.startswith("_") or field_name in _base_model_names():
                 # A parameter called `json` or `schema` would shadow BaseModel; keep it under an alias.
                 field_name = f"arg_{index}"
                 fields[field_name] = (annotation, pydantic.Field(default, alias=param.name))
@@ -127,7 +136,7 @@ class FunctionArguments:
         self.injector = Injector(request_params, fastapi_params, owner) if request_params or fastapi_params else None
         # Whether a call needs the `Context` built: for the function, or for the request its injector reads.
         self.needs_context = self.context_param is not None or self.injector is not None
-        self.model = pydantic.create_model(model_name, __base__=_ArgumentsBase, **fields)
+        self.model = pydantic.create_model(model_name, __base__=_arguments_base(), **fields)
         self._validate = self.model.__pydantic_validator__.validate_python
 
     def json_schema(self) -> dict[str, Any]:

@@ -11,6 +11,7 @@ any of this.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import heapq
 import itertools
@@ -23,7 +24,7 @@ from typing import Any, NamedTuple, Protocol
 import anyio
 from starlette.types import Receive, Send
 
-from mcp_asgi.concurrency import DisconnectWatcher
+from mcp_asgi.concurrency import DisconnectWatcher, write_lock
 from mcp_asgi.protocol.jsonrpc import MCPError, encode
 from mcp_asgi.transports.http_common import SSE_HEADERS, SSE_KEEPALIVE, send_bytes, sse_event
 
@@ -108,11 +109,18 @@ class _Stream:
     next_seq: int = 0
     ended: bool = False
     expires_at: float = float("inf")
-    changed: anyio.Event = field(default_factory=anyio.Event)
+    # Set on the next change; made only when a reader waits (most streams are never waited on).
+    changed: anyio.Event | None = None
 
     def wake(self) -> None:
-        self.changed.set()
-        self.changed = anyio.Event()
+        if self.changed is not None:
+            self.changed.set()
+            self.changed = None
+
+    def next_change(self) -> anyio.Event:
+        if self.changed is None:
+            self.changed = anyio.Event()
+        return self.changed
 
 
 class InMemoryEventStore:
@@ -233,7 +241,7 @@ class InMemoryEventStore:
         if not self._readable(stream, after):
             return None
         if after == stream.next_seq - 1 and not stream.ended and timeout > 0:
-            changed = stream.changed
+            changed = stream.next_change()
             with anyio.move_on_after(timeout):
                 await changed.wait()
             if self._streams.get(stream_id) is not stream or not self._readable(stream, after):
@@ -302,6 +310,12 @@ class ResumableReply:
     The SSE stream is written to the POST's response while it is attached, and
     always recorded in the store; `close` detaches it (the server-initiated
     disconnect of SSE polling) and later events only reach the store.
+
+    Events sent before the result wait for the loop's next turn before they are written
+    (`_later`): a call that finishes first (a tool sending one progress notification)
+    goes out as the response head and one body write, not one write per event; every
+    write is a system call and a pass through the server. A call that waits for
+    anything has its events written as soon as it waits.
     """
 
     __slots__ = (
@@ -316,6 +330,10 @@ class ResumableReply:
         "stream_id",
         "attached",
         "_lock",
+        "_pending",
+        "_head",
+        "_ended",
+        "_flush",
     )
 
     def __init__(
@@ -338,7 +356,14 @@ class ResumableReply:
         # The stream's id in the store while it is recorded; None if the store was full.
         self.stream_id: str | None = None
         self.attached = False
-        self._lock: anyio.Lock | None = None
+        self._lock: asyncio.Lock | None = None
+        # Event bytes not yet written; the response head's headers until it is sent (fixed when the
+        # reply turns SSE: an error's headers belong to a JSON reply only); the response complete.
+        self._pending: list[bytes] = []
+        self._head: list[tuple[bytes, bytes]] | None = None
+        self._ended = False
+        # The scheduled write of `_pending` (a loop callback, then a task), while there is one.
+        self._flush: asyncio.Handle | asyncio.Task[None] | None = None
 
     async def early(self, message: dict[str, Any] | None) -> bool:
         """Send a message before the result (None: a keep-alive); False if this reply cannot carry it."""
@@ -348,14 +373,13 @@ class ResumableReply:
             if self.attached:
                 async with self._locked():
                     if self.attached:
-                        await self.send({"type": "http.response.body", "body": SSE_KEEPALIVE, "more_body": True})
+                        await self._write(SSE_KEEPALIVE, more=True)
             return True
         async with self._locked():
             priming = await self._start()
             event_id = await self._record(message)
             if self.attached:
-                body = priming + sse_event(message, event_id=event_id)
-                await self.send({"type": "http.response.body", "body": body, "more_body": True})
+                self._later(priming + sse_event(message, event_id=event_id))
         return True
 
     async def close(self) -> None:
@@ -369,9 +393,9 @@ class ResumableReply:
             priming = await self._start()
             if self.attached and self.stream_id is not None:
                 self.attached = False
-                await self.send({"type": "http.response.body", "body": priming, "more_body": False})
+                await self._write(priming, more=False)
             elif priming:
-                await self.send({"type": "http.response.body", "body": priming, "more_body": True})
+                await self._write(priming, more=True)
 
     async def finish(self, message: dict[str, Any] | None, status: int = 200) -> None:
         if self.closed:
@@ -392,13 +416,49 @@ class ResumableReply:
             if self.attached:
                 self.attached = False
                 body = priming + (sse_event(message, event_id=event_id) if message is not None else b"")
-                await self.send({"type": "http.response.body", "body": body, "more_body": False})
+                await self._write(body, more=False)
 
-    def _locked(self) -> anyio.Lock:
+    def _later(self, body: bytes) -> None:
+        """Write `body` with whatever else is sent before the loop's next turn."""
+        self._pending.append(body)
+        if self._flush is None:
+            self._flush = asyncio.get_running_loop().call_soon(self._flush_now)
+
+    def _flush_now(self) -> None:
+        # The call waits for something: its events go out now, in a task of their own.
+        self._flush = asyncio.ensure_future(self._write_pending()) if self._pending and not self._ended else None
+
+    async def _write_pending(self) -> None:
+        try:
+            async with self._locked():
+                if self._pending and not self._ended:
+                    await self._write(b"", more=True)
+        except Exception:  # the client is gone; the call's own next write finds out too
+            logger.debug("Writing an SSE reply's events failed", exc_info=True)
+        finally:
+            self._flush = None
+
+    async def _write(self, body: bytes, *, more: bool) -> None:
+        """Write the pending events and `body` (with the response head first, once); call with the lock held."""
+        if self._pending:
+            body = b"".join(self._pending) + body
+            self._pending.clear()
+        if not more:
+            self._ended = True
+            if isinstance(self._flush, asyncio.Handle):
+                self._flush.cancel()
+                self._flush = None
+        if self._head is not None:
+            head, self._head = self._head, None
+            await self.send({"type": "http.response.start", "status": 200, "headers": head})
+        if body or not more:
+            await self.send({"type": "http.response.body", "body": body, "more_body": more})
+
+    def _locked(self) -> asyncio.Lock:
         # Created on the first SSE use only: a JSON reply pays for no lock. Events must reach
         # the store and the wire in the same order, whichever task sends them.
         if self._lock is None:
-            self._lock = anyio.Lock()
+            self._lock = write_lock()
         return self._lock
 
     async def _record(self, message: dict[str, Any] | None) -> str | None:
@@ -416,7 +476,7 @@ class ResumableReply:
         return event_id
 
     async def _start(self) -> bytes:
-        """Open the SSE response, once; its priming event, for the caller to send with what follows.
+        """Make the reply SSE, once; its priming event, for the caller to send with what follows.
 
         The priming event goes out in the same body chunk as the first message (one write, not
         two): nothing waits between them, and every write is a system call.
@@ -430,7 +490,7 @@ class ResumableReply:
             logger.warning("Event store failed; this SSE reply is not resumable: %s", error.message)
         priming = await self._record(None)
         self.attached = True
-        await self.send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS + self.headers})
+        self._head = SSE_HEADERS + self.headers
         if priming is None:
             # No id to come back with: a retry delay would only invite a pointless reconnection.
             return b": not resumable, the event store is full\n\n"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import weakref
 from typing import Any
 
 from starlette.types import Receive, Scope, Send
@@ -78,30 +79,92 @@ async def read_body(receive: Receive, limit: int, declared: str | None, timeout:
         raise MCPError(INVALID_REQUEST, f"Request body larger than {limit} bytes", http_status=413)
     if timeout is None:
         return await _read_chunks(receive, limit)
-    # A bare asyncio timer, not an anyio scope: every POST reads a body, and a cancel scope per
-    # request cost several times the read itself (see docs/design.md, "One concurrency library").
-    # It is how asyncio.timeout works: cancel the task, and turn only our own cancellation into 408.
+    # Not an anyio scope, nor even a timer of its own: every POST reads a body, and a cancel scope
+    # per request cost several times the read itself (see docs/design.md, "One concurrency
+    # library"). One timer per loop watches every read (`_Deadlines`); on expiry it cancels the
+    # task as asyncio.timeout does, and only our own cancellation turns into 408.
     task = asyncio.current_task()
     assert task is not None
-    expired = False
-
-    def expire() -> None:
-        nonlocal expired
-        expired = True
-        task.cancel()
-
-    timer = asyncio.get_running_loop().call_later(timeout, expire)
+    deadlines = _deadlines()
+    read = deadlines.add(task, timeout)
     try:
         return await _read_chunks(receive, limit)
     except asyncio.CancelledError:
         uncancel = getattr(task, "uncancel", None)  # Python 3.11+: count the cancellations that remain
-        if not expired or (uncancel is not None and uncancel() > 0):
+        if not read.expired or (uncancel is not None and uncancel() > 0):
             raise  # cancelled from outside (a disconnect, a shutdown): not ours to swallow
         raise MCPError(
             INVALID_REQUEST, f"Request Timeout: the request body did not arrive within {timeout:g} s", http_status=408
         ) from None
     finally:
-        timer.cancel()
+        deadlines.reads.pop(read, None)
+
+
+class _BodyRead:
+    """One body being read: its task, when it must be done, and whether that time passed."""
+
+    __slots__ = ("task", "due", "expired")
+
+    def __init__(self, task: asyncio.Task[Any], due: float) -> None:
+        self.task = task
+        self.due = due
+        self.expired = False
+
+
+class _Deadlines:
+    """The body reads of one event loop, and the one timer that cancels those past their deadline.
+
+    A timer per request (`call_later`, then `cancel`) cost a tenth of a trivial 2026-07-28 call;
+    registering here is a dict insert and delete. The timer is set for the earliest deadline it
+    knows of and only moves earlier; reads that ended before it fires are simply gone from the
+    dict, so with a steady flow of requests it fires about once per timeout.
+    """
+
+    __slots__ = ("loop", "reads", "timer", "timer_at")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.reads: dict[_BodyRead, None] = {}
+        self.timer: asyncio.TimerHandle | None = None
+        self.timer_at = 0.0
+
+    def add(self, task: asyncio.Task[Any], timeout: float) -> _BodyRead:
+        read = _BodyRead(task, self.loop.time() + timeout)
+        self.reads[read] = None
+        if self.timer is None or read.due < self.timer_at:
+            self._set_timer(read.due)
+        return read
+
+    def _set_timer(self, when: float) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+        self.timer = self.loop.call_at(when, self._expire)
+        self.timer_at = when
+
+    def _expire(self) -> None:
+        self.timer = None
+        now = self.loop.time()
+        next_due: float | None = None
+        for read in list(self.reads):
+            if read.due <= now:
+                del self.reads[read]
+                read.expired = True
+                read.task.cancel()
+            elif next_due is None or read.due < next_due:
+                next_due = read.due
+        if next_due is not None:
+            self._set_timer(next_due)
+
+
+_loop_deadlines: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Deadlines] = weakref.WeakKeyDictionary()
+
+
+def _deadlines() -> _Deadlines:
+    loop = asyncio.get_running_loop()
+    found = _loop_deadlines.get(loop)
+    if found is None:
+        found = _loop_deadlines[loop] = _Deadlines(loop)
+    return found
 
 
 def _declares_more_than(declared: str, limit: int) -> bool:

@@ -25,7 +25,7 @@ from starlette.types import Receive, Scope, Send
 
 from mcp_asgi.asgi.security import HostOriginGuard, guarded
 from mcp_asgi.bus import Bus, LocalBus, Subscription
-from mcp_asgi.concurrency import DisconnectWatcher, forward_with_keepalive
+from mcp_asgi.concurrency import DisconnectWatcher, forward_with_keepalive, write_lock
 from mcp_asgi.principal import principal_of
 from mcp_asgi.protocol.jsonrpc import (
     INVALID_REQUEST,
@@ -129,7 +129,7 @@ class SSEEndpoint:
         self.server._sweeper.ensure_running()
         inbox = self.broker.listen(session.session_id)
         forwarded: Subscription | None = None
-        lock = anyio.Lock()
+        lock = write_lock()
 
         async def write(message: Any, *, event: str | None = "message") -> None:
             async with lock:
