@@ -22,6 +22,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
+
 class ReplyError(Exception):
     """An error reply of Redis (`-ERR ...`, `-NOSCRIPT ...`): Redis answered, and refused."""
 
@@ -169,7 +170,10 @@ def settings_of(client: Any) -> WireSettings | None:
         return None
     # The rest of redis-py's settings change nothing on our connection: timeouts (the store's own
     # bounds each call), retries (ours: one reconnect), decoding (always UTF-8 text, as the stores ask).
-    if kwargs.get("credential_provider") is not None or kwargs.get("encoding", "utf-8").lower() not in ("utf-8", "utf8"):
+    if kwargs.get("credential_provider") is not None or kwargs.get("encoding", "utf-8").lower() not in (
+        "utf-8",
+        "utf8",
+    ):
         return None
     context = None
     if kind is SSLConnection:
