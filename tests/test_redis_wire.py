@@ -226,16 +226,18 @@ async def test_a_unix_socket_url_with_a_database(unix_redis: Path) -> None:
         await backend.close()
 
 
-async def test_a_pool_the_wire_cannot_mirror_stays_on_redis_py(redis_url: str) -> None:
+async def test_a_pool_the_wire_cannot_mirror_stays_on_redis_py(redis_server: RedisServer) -> None:
     import redis.asyncio
     from redis.credentials import UsernamePasswordCredentialProvider
 
-    client = redis.asyncio.Redis.from_url(
-        redis_url, decode_responses=True, credential_provider=UsernamePasswordCredentialProvider()
-    )
+    admin = redis.asyncio.Redis(port=redis_server.port)
+    await admin.config_set("requirepass", "provided-pw")
+    await admin.aclose()
+    provider = UsernamePasswordCredentialProvider(password="provided-pw")
+    client = redis.asyncio.Redis.from_url(redis_server.url, decode_responses=True, credential_provider=provider)
     store = RedisSessionStore(client, prefix=f"test-{uuid.uuid4().hex[:8]}:")
     try:
-        assert store._wire is None
+        assert store._wire is None  # credentials asked of a provider on each connect: redis-py's business
         await store.create(SessionRecord("s1", principal="user:bob"))
         assert (await store.get("s1")).principal == "user:bob"
     finally:
