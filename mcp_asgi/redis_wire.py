@@ -106,7 +106,6 @@ class WireScript:
         self.source = source
         self.sha = hashlib.sha1(source.encode()).hexdigest()  # noqa: S324 - Redis names scripts by SHA-1
         self._keys = b"%d" % keys
-        self._args: int | None = None
         self._heads: dict[int, tuple[bytes, bytes]] = {}
 
     def _head(self, count: int) -> tuple[bytes, bytes]:
