@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import socket
+import ssl
 import subprocess
 import tempfile
 import time
@@ -245,21 +247,117 @@ async def test_a_pool_the_wire_cannot_mirror_stays_on_redis_py(redis_server: Red
         await client.aclose()
 
 
-def test_tls_settings_come_from_the_pool() -> None:
-    import ssl
+def self_signed(directory: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 and its key, as PEM files."""
+    import datetime
+    import ipaddress
 
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_file, key_file = directory / "cert.pem", directory / "key.pem"
+    cert_file.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return cert_file, key_file
+
+
+@pytest.fixture
+def tls_redis() -> Iterator[tuple[int, Path]]:
+    """A redis-server speaking TLS only, on a free port; its port and the certificate to trust."""
+    workdir = Path(tempfile.mkdtemp(prefix="mcp-asgi-redis-tls-"))
+    cert_file, key_file = self_signed(workdir)
+    port = RedisServer().port
+    binary = shutil.which("redis-server")
+    assert binary is not None, "redis-server is not installed; run scripts/bootstrap"
+    command = [
+        binary,
+        "--port",
+        "0",
+        "--tls-port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+    ]
+    command += [
+        "--tls-cert-file",
+        str(cert_file),
+        "--tls-key-file",
+        str(key_file),
+        "--tls-ca-cert-file",
+        str(cert_file),
+    ]
+    command += ["--tls-auth-clients", "no", "--dir", str(workdir), "--requirepass", "tls-pw"]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            assert process.poll() is None and time.monotonic() < deadline, "redis-server (TLS) did not start"
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                time.sleep(0.02)
+        yield port, cert_file
+    finally:
+        process.terminate()
+        process.wait(5)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+async def test_a_rediss_url_reads_over_tls_checking_the_certificate(tls_redis: tuple[int, Path]) -> None:
+    port, cert_file = tls_redis
+    backend = backend_for(f"rediss://:tls-pw@127.0.0.1:{port}/4?ssl_ca_certs={cert_file}")
+    await backend.start()
+    try:
+        settings = settings_of(backend._client)
+        assert settings.ssl is not None and settings.ssl.verify_mode == ssl.CERT_REQUIRED and settings.db == 4
+        await backend.sessions.create(SessionRecord("s1", principal="user:bob"))
+        assert (await backend.sessions.get("s1")).principal == "user:bob"
+        wire_of(backend)
+    finally:
+        await backend.close()
+    # A certificate nobody said to trust: a 503, as redis-py's own connections give.
+    backend = backend_for(f"rediss://:tls-pw@127.0.0.1:{port}/4")
+    await backend.start()
+    try:
+        with pytest.raises(MCPError) as raised:
+            await backend.sessions.get("s1")
+        assert raised.value.http_status == 503
+    finally:
+        await backend.close()
+
+
+def test_tls_settings_come_from_the_pool() -> None:
     import redis.asyncio
 
     client = redis.asyncio.Redis.from_url("rediss://redis.example:6390/1", ssl_cert_reqs="none")
     settings = settings_of(client)
     assert isinstance(settings, WireSettings) and isinstance(settings.ssl, ssl.SSLContext)
-    assert (settings.host, settings.port, settings.db, settings.server_hostname) == (
-        "redis.example",
-        6390,
-        1,
-        "redis.example",
-    )
-    assert settings.ssl.verify_mode == ssl.CERT_NONE
+    assert (settings.host, settings.port, settings.db) == ("redis.example", 6390, 1)
+    assert settings.server_hostname == "redis.example" and settings.ssl.verify_mode == ssl.CERT_NONE
     assert settings_of(redis.asyncio.Redis.from_url("redis://h:1/0")).ssl is None
 
 
