@@ -104,7 +104,7 @@ class WireScript:
 
     def __init__(self, source: str, keys: int) -> None:
         self.source = source
-        self.sha = hashlib.sha1(source.encode()).hexdigest()  # noqa: S324 - Redis names scripts by SHA-1
+        self.sha = hashlib.sha1(source.encode(), usedforsecurity=False).hexdigest()  # Redis's name for it
         self._keys = b"%d" % keys
         self._heads: dict[int, tuple[bytes, bytes]] = {}
 
@@ -141,7 +141,6 @@ class WireSettings:
     ssl: ssl.SSLContext | None = None
     server_hostname: str | None = None
     client_name: str | None = None
-    encoding: str = "utf-8"
 
     def handshake(self) -> list[bytes]:
         """The commands a new connection sends before any other."""
@@ -169,10 +168,8 @@ def settings_of(client: Any) -> WireSettings | None:
         return None
     # The rest of redis-py's settings change nothing on our connection: timeouts (the store's own
     # bounds each call), retries (ours: one reconnect), decoding (always UTF-8 text, as the stores ask).
-    if kwargs.get("credential_provider") is not None or kwargs.get("encoding", "utf-8").lower() not in (
-        "utf-8",
-        "utf8",
-    ):
+    utf8 = str(kwargs.get("encoding", "utf-8")).lower().replace("-", "") == "utf8"
+    if kwargs.get("credential_provider") is not None or not utf8:
         return None
     context = None
     if kind is SSLConnection:
