@@ -27,10 +27,10 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from mcp_asgi.backend import new_worker_id
-from mcp_asgi.bus import Bus
+from mcp_asgi.bus import Bus, backend_unavailable
 from mcp_asgi.redis_events import RedisEventStore
 from mcp_asgi.redis_scripted import RedisScripted, import_redis
-from mcp_asgi.redis_wire import RedisWire, WireScript
+from mcp_asgi.redis_wire import RedisWire, ReplyError, WireScript
 from mcp_asgi.transports.events import EventStore
 from mcp_asgi.transports.sessions import (
     ANYONE,
@@ -183,7 +183,7 @@ class RedisSessionStore(RedisScripted):
 
     def bind(self, client: Redis | None) -> None:
         super().bind(client)
-        wire, self._wire = self._wire, (RedisWire.for_client(client) if client is not None else None)
+        wire, self._wire = self._wire, (RedisWire.for_client(client, self.timeout) if client is not None else None)
         if wire is not None:
             wire.close()
 
@@ -220,11 +220,7 @@ class RedisSessionStore(RedisScripted):
         check = "0" if principal is ANYONE else "1"
         expected = "" if principal is ANYONE else _encode(principal)
         args = [key, subscriptions, self._index, self._ttl_arg, check, expected, session_id]
-        wire = self._wire
-        if wire is not None:
-            found = await self._guarded("get", lambda _: wire.script(_GET_WIRE, args), on_timeout=wire.drop)
-        else:
-            found = await self._run("get", args[:3], args[3:])
+        found = await self._wire_get(args) if self._wire is not None else await self._run("get", args[:3], args[3:])
         if not found:
             return None
         flat, members = found
@@ -245,6 +241,17 @@ class RedisSessionStore(RedisScripted):
             last_active=now,
             principal=fields.get("principal"),
         )
+
+    async def _wire_get(self, args: list[str]) -> Any:
+        """The read on the store's own connection, which bounds it by `timeout` itself; failures are the 503."""
+        try:
+            return await self._wire.script(_GET_WIRE, args)  # type: ignore[union-attr]
+        except TimeoutError:
+            raise backend_unavailable(self.what, f"no answer within {self.timeout:g} s") from None
+        except (OSError, ReplyError) as error:
+            if isinstance(error, ReplyError):  # Redis answered, and refused: a bug to look at
+                logger.warning("Redis %s call get failed: %r", self.what, error)
+            raise backend_unavailable(self.what, type(error).__name__) from error
 
     async def update(self, session_id: str, **fields: Any) -> bool:
         check_update_fields(fields)

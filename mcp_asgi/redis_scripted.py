@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import anyio
 
 from mcp_asgi.bus import backend_unavailable
-from mcp_asgi.redis_wire import ReplyError
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -64,20 +63,14 @@ class RedisScripted:
         if client is None:
             return
         redis = import_redis()
-        self._errors = (redis.exceptions.RedisError, ReplyError, OSError)
-        self._bug_errors = (redis.exceptions.ResponseError, ReplyError)
+        self._errors = (redis.exceptions.RedisError, OSError)
+        self._bug_errors = (redis.exceptions.ResponseError,)
         self._timeouts = (TimeoutError, asyncio.TimeoutError, redis.exceptions.TimeoutError)
         # EVALSHA, loading the script again by itself after Redis restarted with an empty cache.
         self._scripts = {name: client.register_script(source) for name, source in self.sources.items()}
 
-    async def _guarded(
-        self, name: str, call: Callable[[Redis], Awaitable[Any]], on_timeout: Callable[[], None] | None = None
-    ) -> Any:
-        """`call(client)` awaited within the timeout; any failure to reach Redis becomes the 503 error.
-
-        `on_timeout` runs when the deadline passed (a connection of our own that stopped answering
-        is dropped there, as redis-py drops one on its socket timeout).
-        """
+    async def _guarded(self, name: str, call: Callable[[Redis], Awaitable[Any]]) -> Any:
+        """`call(client)` awaited within the timeout; any failure to reach Redis becomes the 503 error."""
         client = self._client
         if client is None:
             raise RuntimeError(
@@ -90,8 +83,6 @@ class RedisScripted:
             with anyio.fail_after(self.timeout):
                 return await call(client)
         except self._timeouts:
-            if on_timeout is not None:
-                on_timeout()
             raise backend_unavailable(self.what, f"no answer within {self.timeout:g} s") from None
         except self._errors as error:
             if isinstance(error, self._bug_errors):  # Redis answered, and refused: a bug to look at

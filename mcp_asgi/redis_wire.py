@@ -6,6 +6,10 @@ wrapper, packing ten arguments, `Script.__call__`), and a worker is CPU-bound on
 keeps one connection of its own per worker and sends each command as bytes packed mostly in
 advance (`WireScript`); the replies come back in order and an `asyncio.Protocol` hands each to
 the oldest waiter, so any number of concurrent requests share the socket without a lock.
+Replies come in order, so the oldest command waiting is the first to be late: one timer per
+connection watches it (instead of a timer per call), and when it is late Redis is not answering,
+every waiter fails with TimeoutError and the connection is dropped, as redis-py's socket timeout
+would drop one.
 
 Only what the session read needs: connect (TCP, TLS or a unix socket, AUTH, SELECT, CLIENT
 SETNAME) from the settings of the backend's redis-py pool, one command, one RESP2 reply. A pool
@@ -18,9 +22,22 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import ssl
+import sys
 from collections import deque
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any
+
+
+async def _bounded(awaitable: Awaitable[Any], seconds: float) -> Any:
+    """`awaitable` awaited for at most `seconds` (TimeoutError); for the rare paths: connecting, retrying."""
+    if sys.version_info >= (3, 11):
+        async with asyncio.timeout(max(0.0, seconds)):
+            return await awaitable
+    try:  # pragma: no cover - Python 3.10
+        return await asyncio.wait_for(awaitable, max(0.0, seconds))
+    except asyncio.TimeoutError as late:  # pragma: no cover - not the builtin TimeoutError before 3.11
+        raise TimeoutError from late
 
 
 class ReplyError(Exception):
@@ -197,12 +214,15 @@ def settings_of(client: Any) -> WireSettings | None:
 class _Replies(asyncio.Protocol):
     """One connection: commands written in order, each reply handed to the oldest waiter."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, timeout: float) -> None:
         self.loop = loop
+        self.timeout = timeout
         self.transport: asyncio.Transport | None = None
         self.lost = False
-        self._waiters: deque[asyncio.Future[Any]] = deque()
+        # Each waiter with the time its reply is due; replies come in order, so the first is the earliest.
+        self._waiters: deque[tuple[asyncio.Future[Any], float]] = deque()
         self._buffer = bytearray()
+        self._watchdog: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -214,8 +234,8 @@ class _Replies(asyncio.Protocol):
         try:
             while pos < len(buffer):
                 reply, pos = parse(buffer, pos)
-                waiter = self._waiters.popleft()
-                if not waiter.done():  # a waiter that timed out is gone; its reply is not anyone else's
+                waiter = self._waiters.popleft()[0]
+                if not waiter.done():  # a waiter that was cancelled is gone; its reply is not anyone else's
                     waiter.set_result(reply)
         except _Incomplete:
             pass
@@ -225,19 +245,41 @@ class _Replies(asyncio.Protocol):
         del buffer[:pos]
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self._fail(ConnectionResetError("Redis closed the connection"))
+
+    def _fail(self, error: Exception) -> None:
         self.lost = True
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
         waiters, self._waiters = self._waiters, deque()
-        for waiter in waiters:
+        for waiter, _ in waiters:
             if not waiter.done():
-                waiter.set_exception(ConnectionResetError("Redis closed the connection"))
+                waiter.set_exception(error)
 
     def send(self, command: bytes) -> asyncio.Future[Any]:
         if self.lost or self.transport is None:
             raise ConnectionResetError("Redis closed the connection")
         waiter = self.loop.create_future()
-        self._waiters.append(waiter)
+        due = self.loop.time() + self.timeout
+        self._waiters.append((waiter, due))
+        if self._watchdog is None:
+            self._watchdog = self.loop.call_at(due, self._watch)
         self.transport.write(command)
         return waiter
+
+    def _watch(self) -> None:
+        """The oldest command's reply is due: late means Redis is not answering; else watch the next."""
+        self._watchdog = None
+        if not self._waiters:
+            return
+        due = self._waiters[0][1]
+        if self.loop.time() + 0.001 < due:  # timers may fire a clock tick early
+            self._watchdog = self.loop.call_at(due, self._watch)
+            return
+        if self.transport is not None:
+            self.transport.abort()
+        self._fail(TimeoutError(f"Redis did not answer within {self.timeout:g} s"))
 
     def abort(self) -> None:
         if self.transport is not None:
@@ -248,22 +290,23 @@ class _Replies(asyncio.Protocol):
 class RedisWire:
     """One worker's own pipelined connection to Redis, opened on first use and again after it breaks.
 
-    Failures are OSErrors (`ConnectionError`s) or `ReplyError`; no call has a deadline of its
-    own: the caller bounds it, and calls `drop()` when its deadline passed, so that a server that
-    stopped answering gets a new connection, as redis-py's socket timeout would.
+    Every call answers, or fails, within `timeout`: a `TimeoutError` when Redis did not answer,
+    another `OSError` (`ConnectionError`s) when it could not be reached, a `ReplyError` when it
+    refused.
     """
 
-    def __init__(self, settings: WireSettings) -> None:
+    def __init__(self, settings: WireSettings, timeout: float) -> None:
         self.settings = settings
+        self.timeout = timeout
         self._connection: _Replies | None = None
         self._lock: asyncio.Lock | None = None
         self._lock_loop: asyncio.AbstractEventLoop | None = None
 
     @classmethod
-    def for_client(cls, client: Any) -> RedisWire | None:
+    def for_client(cls, client: Any, timeout: float) -> RedisWire | None:
         """A wire to the server of a redis-py asyncio client, or None (then use the client)."""
         settings = settings_of(client)
-        return None if settings is None else cls(settings)
+        return None if settings is None else cls(settings, timeout)
 
     async def _connect(self, loop: asyncio.AbstractEventLoop) -> _Replies:
         if self._lock is None or self._lock_loop is not loop:
@@ -275,10 +318,10 @@ class RedisWire:
             self.drop()
             settings = self.settings
             if settings.path is not None:
-                _, connection = await loop.create_unix_connection(lambda: _Replies(loop), settings.path)
+                _, connection = await loop.create_unix_connection(lambda: _Replies(loop, self.timeout), settings.path)
             else:
                 _, connection = await loop.create_connection(
-                    lambda: _Replies(loop),
+                    lambda: _Replies(loop, self.timeout),
                     settings.host,
                     settings.port,
                     ssl=settings.ssl,
@@ -295,27 +338,34 @@ class RedisWire:
             self._connection = connection
             return connection
 
-    async def call(self, command: bytes, *, retry: bool = True) -> Any:
-        """Send one packed command, return its reply; `retry` (idempotent commands): once more on a new
-        connection when the one it used turns out to be broken."""
+    async def call(self, command: bytes) -> Any:
+        """Send one packed command of an idempotent kind and return its reply; sent once more, on a new
+        connection, when the one it went on broke (Redis restarted, CLIENT KILL) in the time left."""
         loop = asyncio.get_running_loop()
         connection = self._connection
-        fresh = connection is None or connection.lost or connection.loop is not loop
-        if fresh:
-            connection = await self._connect(loop)
-        try:
-            return await connection.send(command)  # type: ignore[union-attr]
-        except ConnectionResetError:
-            if fresh or not retry:
-                raise
-        # The connection broke before or while this command went (Redis restarted, CLIENT KILL).
+        if connection is not None and not connection.lost and connection.loop is loop:
+            started = loop.time()
+            try:
+                return await connection.send(command)  # the connection's own timer bounds the wait
+            except ConnectionResetError:
+                pass
+            left = self.timeout - (loop.time() - started)
+        else:
+            left = self.timeout
+        return await _bounded(self._reconnected(loop, command), left)
+
+    async def _reconnected(self, loop: asyncio.AbstractEventLoop, command: bytes) -> Any:
         return await (await self._connect(loop)).send(command)
 
     async def script(self, script: WireScript, args: list[str]) -> Any:
         """Run an idempotent script by its SHA, by its source if Redis lost it; an error reply raises."""
+        loop = asyncio.get_running_loop()
+        started = loop.time()
         reply = await self.call(script.packed(args))
         if isinstance(reply, ReplyError) and str(reply).startswith("NOSCRIPT"):
-            reply = await self.call(script.packed(args, by_source=True))  # EVAL caches it again
+            # EVAL runs it and caches it again, within what is left of the time.
+            left = self.timeout - (loop.time() - started)
+            reply = await _bounded(self.call(script.packed(args, by_source=True)), left)
         if isinstance(reply, ReplyError):
             raise reply
         return reply
