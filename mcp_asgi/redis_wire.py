@@ -6,7 +6,7 @@ wrapper, packing ten arguments, `Script.__call__`), and a worker is CPU-bound on
 keeps one connection of its own per worker and sends each command as bytes packed mostly in
 advance (`WireScript`); the replies come back in order and an `asyncio.Protocol` hands each to
 the oldest waiter, so any number of concurrent requests share the socket without a lock.
-Replies come in order, so the oldest command waiting is the first to be late: one timer per
+For the same reason the oldest command waiting is the first to be late: one timer per
 connection watches it (instead of a timer per call), and when it is late Redis is not answering,
 every waiter fails with TimeoutError and the connection is dropped, as redis-py's socket timeout
 would drop one.
