@@ -27,9 +27,10 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from mcp_asgi.backend import new_worker_id
-from mcp_asgi.bus import Bus
+from mcp_asgi.bus import Bus, backend_unavailable
 from mcp_asgi.redis_events import RedisEventStore
 from mcp_asgi.redis_scripted import RedisScripted, import_redis
+from mcp_asgi.redis_wire import RedisWire, ReplyError, WireScript
 from mcp_asgi.tasks.redis_store import RedisTaskStore
 from mcp_asgi.transports.events import EventStore
 from mcp_asgi.transports.sessions import (
@@ -88,6 +89,7 @@ if ttl > 0 then
 end
 return {{fields, redis.call('SMEMBERS', KEYS[2])}}
 """
+_GET_WIRE = WireScript(_GET, keys=3)
 
 # KEYS: hash. ARGV: field, value, ... Never creates a hash (it would have no TTL).
 _UPDATE = """
@@ -134,7 +136,10 @@ class RedisSessionStore(RedisScripted):
     """Session records in Redis, shared by every worker that uses the same server and prefix.
 
     Bound to a client by `RedisBackend.start()` (or `bind(client)`); the client is the
-    worker's one connection pool, never one connection per session.
+    worker's one connection pool, never one connection per session. The read every request
+    makes (`get`) goes through one more connection, the store's own `RedisWire`, opened on
+    first use with the pool's settings: redis-py's per-command machinery cost more CPU than
+    the round trip. A pool the wire cannot mirror leaves every call on redis-py.
     """
 
     what = _WHAT
@@ -170,10 +175,18 @@ class RedisSessionStore(RedisScripted):
         self.timeout = timeout
         # Milliseconds, at least 1: PEXPIRE 0 would delete the key.
         self._ttl_ms = max(1, round(idle_timeout * 1000)) if idle_timeout is not None else 0
+        self._ttl_arg = str(self._ttl_ms)
         self._index = prefix + "sessions"
+        self._wire: RedisWire | None = None
         self._unbound()
         if client is not None:
             self.bind(client)
+
+    def bind(self, client: Redis | None) -> None:
+        super().bind(client)
+        wire, self._wire = self._wire, (RedisWire.for_client(client, self.timeout) if client is not None else None)
+        if wire is not None:
+            wire.close()
 
     def _keys(self, session_id: str) -> tuple[str, str]:
         key = self.prefix + "session:" + session_id
@@ -207,7 +220,8 @@ class RedisSessionStore(RedisScripted):
         key, subscriptions = self._keys(session_id)
         check = "0" if principal is ANYONE else "1"
         expected = "" if principal is ANYONE else _encode(principal)
-        found = await self._run("get", [key, subscriptions, self._index], [self._ttl_ms, check, expected, session_id])
+        args = [key, subscriptions, self._index, self._ttl_arg, check, expected, session_id]
+        found = await self._wire_get(args) if self._wire is not None else await self._run("get", args[:3], args[3:])
         if not found:
             return None
         flat, members = found
@@ -228,6 +242,17 @@ class RedisSessionStore(RedisScripted):
             last_active=now,
             principal=fields.get("principal"),
         )
+
+    async def _wire_get(self, args: list[str]) -> Any:
+        """The read on the store's own connection, which bounds it by `timeout` itself; failures are the 503."""
+        try:
+            return await self._wire.script(_GET_WIRE, args)  # type: ignore[union-attr]
+        except TimeoutError:
+            raise backend_unavailable(self.what, f"no answer within {self.timeout:g} s") from None
+        except (OSError, ReplyError) as error:
+            if isinstance(error, ReplyError):  # Redis answered, and refused: a bug to look at
+                logger.warning("Redis %s call get failed: %r", self.what, error)
+            raise backend_unavailable(self.what, type(error).__name__) from error
 
     async def update(self, session_id: str, **fields: Any) -> bool:
         check_update_fields(fields)
