@@ -151,3 +151,22 @@ async def test_the_example_app_runs_a_task_and_answers_others_at_once():
             )
             small = await client.call("export_rows", {"rows": 10})
             assert small["resultType"] == "complete" and small["content"][0]["text"] == "Exported 10 rows"
+
+
+@pytest.mark.parametrize(("ttl_ms", "promised"), [(None, 30_000), (60_000, 30_000), (10_000, 10_000)])
+def test_a_task_handle_never_promises_longer_than_the_redis_store_keeps_it(redis_url, ttl_ms, promised):
+    from mcp_asgi.redis import RedisBackend
+
+    backend = RedisBackend(redis_url, prefix=f"ttl-cap-{ttl_ms}:")
+    backend.tasks.max_ttl = 30.0
+    with serve(build(task_ttl_ms=ttl_ms, state_secret="s" * 32).http_app(backend=backend)) as base:
+
+        async def main() -> None:
+            async with httpx.AsyncClient() as http:
+                client = RawClient(http, f"{base}/mcp")
+                created = await client.call("compute", {"seconds": 0})
+                assert created["ttlMs"] == promised
+                done = await client.wait_for(created["taskId"], "completed")
+                assert done["ttlMs"] == promised
+
+        anyio.run(main)

@@ -109,10 +109,11 @@ class TaskSupport:
 
     async def create(self, tool: Tool, call: Call) -> dict[str, Any]:
         """Store a new task for this call, hand it to the runner, answer with its handle."""
+        backend = task_backend(self.server)
         record = TaskRecord(
             task_id=new_task_id(),
             principal=_principal(call),
-            ttl_ms=self.ttl_ms,
+            ttl_ms=_within_store(self.ttl_ms, backend.tasks),
             poll_interval_ms=self.poll_interval_ms,
             request={
                 "tool": tool.name,
@@ -125,7 +126,6 @@ class TaskSupport:
                 "request_id": call.request_id,
             },
         )
-        backend = task_backend(self.server)
         # Readable by tasks/get before we answer (the spec's durability rule): the store guarantees it.
         await backend.tasks.create(record)
         try:
@@ -199,6 +199,15 @@ class TaskSupport:
             watcher.close()
             raise
         return list(watcher.subscriptions), watcher
+
+
+def _within_store(ttl_ms: int | None, store: Any) -> int | None:
+    """The `ttlMs` to promise: the server's, but never longer than the store keeps a task (its `max_ttl`)."""
+    cap = getattr(store, "max_ttl", None)
+    if cap is None:
+        return ttl_ms
+    cap_ms = max(1, round(cap * 1000))
+    return cap_ms if ttl_ms is None else min(ttl_ms, cap_ms)
 
 
 def _not_found() -> MCPError:
