@@ -11,7 +11,6 @@ any of this.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import heapq
 import itertools
@@ -24,9 +23,10 @@ from typing import Any, NamedTuple, Protocol
 import anyio
 from starlette.types import Receive, Send
 
-from mcp_asgi.concurrency import DisconnectWatcher, write_lock
+from mcp_asgi.concurrency import DisconnectWatcher
 from mcp_asgi.protocol.jsonrpc import MCPError, encode
 from mcp_asgi.transports.http_common import SSE_HEADERS, SSE_KEEPALIVE, send_bytes, sse_event
+from mcp_asgi.transports.sse_writes import CoalescedWrites
 
 logger = logging.getLogger("mcp_asgi")
 
@@ -304,7 +304,7 @@ def _event_bytes(event: StoredEvent) -> bytes:
     return sse_event(event.message, event_id=event.event_id)
 
 
-class ResumableReply:
+class ResumableReply(CoalescedWrites):
     """Answers one request of a 2025-11-25 session: JSON by default; as SSE, resumable.
 
     The SSE stream is written to the POST's response while it is attached, and
@@ -312,14 +312,13 @@ class ResumableReply:
     disconnect of SSE polling) and later events only reach the store.
 
     Events sent before the result wait for the loop's next turn before they are written
-    (`_later`): a call that finishes first (a tool sending one progress notification)
+    (`CoalescedWrites._later`): a call that finishes first (a tool sending one progress notification)
     goes out as the response head and one body write, not one write per event; every
     write is a system call and a pass through the server. A call that waits for
     anything has its events written as soon as it waits.
     """
 
     __slots__ = (
-        "send",
         "headers",
         "allow_sse",
         "store",
@@ -329,11 +328,6 @@ class ResumableReply:
         "started",
         "stream_id",
         "attached",
-        "_lock",
-        "_pending",
-        "_head",
-        "_ended",
-        "_flush",
     )
 
     def __init__(
@@ -345,7 +339,7 @@ class ResumableReply:
         session_id: str,
         retry_ms: int,
     ) -> None:
-        self.send = send
+        super().__init__(send)
         self.headers = headers
         self.allow_sse = allow_sse
         self.store = store
@@ -356,14 +350,6 @@ class ResumableReply:
         # The stream's id in the store while it is recorded; None if the store was full.
         self.stream_id: str | None = None
         self.attached = False
-        self._lock: asyncio.Lock | None = None
-        # Event bytes not yet written; the response head's headers until it is sent (fixed when the
-        # reply turns SSE: an error's headers belong to a JSON reply only); the response complete.
-        self._pending: list[bytes] = []
-        self._head: list[tuple[bytes, bytes]] | None = None
-        self._ended = False
-        # The scheduled write of `_pending` (a loop callback, then a task), while there is one.
-        self._flush: asyncio.Handle | asyncio.Task[None] | None = None
 
     async def early(self, message: dict[str, Any] | None) -> bool:
         """Send a message before the result (None: a keep-alive); False if this reply cannot carry it."""
@@ -417,49 +403,6 @@ class ResumableReply:
                 self.attached = False
                 body = priming + (sse_event(message, event_id=event_id) if message is not None else b"")
                 await self._write(body, more=False)
-
-    def _later(self, body: bytes) -> None:
-        """Write `body` with whatever else is sent before the loop's next turn."""
-        self._pending.append(body)
-        if self._flush is None:
-            self._flush = asyncio.get_running_loop().call_soon(self._flush_now)
-
-    def _flush_now(self) -> None:
-        # The call waits for something: its events go out now, in a task of their own.
-        self._flush = asyncio.ensure_future(self._write_pending()) if self._pending and not self._ended else None
-
-    async def _write_pending(self) -> None:
-        try:
-            async with self._locked():
-                if self._pending and not self._ended:
-                    await self._write(b"", more=True)
-        except Exception:  # the client is gone; the call's own next write finds out too
-            logger.debug("Writing an SSE reply's events failed", exc_info=True)
-        finally:
-            self._flush = None
-
-    async def _write(self, body: bytes, *, more: bool) -> None:
-        """Write the pending events and `body` (with the response head first, once); call with the lock held."""
-        if self._pending:
-            body = b"".join(self._pending) + body
-            self._pending.clear()
-        if not more:
-            self._ended = True
-            if isinstance(self._flush, asyncio.Handle):
-                self._flush.cancel()
-                self._flush = None
-        if self._head is not None:
-            head, self._head = self._head, None
-            await self.send({"type": "http.response.start", "status": 200, "headers": head})
-        if body or not more:
-            await self.send({"type": "http.response.body", "body": body, "more_body": more})
-
-    def _locked(self) -> asyncio.Lock:
-        # Created on the first SSE use only: a JSON reply pays for no lock. Events must reach
-        # the store and the wire in the same order, whichever task sends them.
-        if self._lock is None:
-            self._lock = write_lock()
-        return self._lock
 
     async def _record(self, message: dict[str, Any] | None) -> str | None:
         """Store an event while the stream is recorded; its id, or None (then nothing more is stored)."""

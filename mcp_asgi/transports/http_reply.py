@@ -7,19 +7,15 @@ plain calls pay for no stream and no task.
 
 from __future__ import annotations
 
-import asyncio
-import logging
 from typing import Any, Protocol
 
 from starlette.types import Send
 
 from mcp_asgi import shutdown
-from mcp_asgi.concurrency import write_lock
 from mcp_asgi.protocol.dispatch import Call, ProtocolCore
 from mcp_asgi.protocol.jsonrpc import INTERNAL_ERROR, MCPError, encode, error_response, result_response
 from mcp_asgi.transports.http_common import SSE_HEADERS, SSE_KEEPALIVE, error_headers, send_bytes, sse_event
-
-logger = logging.getLogger("mcp_asgi")
+from mcp_asgi.transports.sse_writes import CoalescedWrites
 
 
 class Reply(Protocol):
@@ -33,30 +29,25 @@ class Reply(Protocol):
     async def finish(self, message: dict[str, Any] | None, status: int = 200) -> None: ...
 
 
-class JSONOrSSEReply:
+class JSONOrSSEReply(CoalescedWrites):
     """Answers one POSTed request: JSON by default, SSE from the first early message on.
 
-    Early messages wait for the loop's next turn before they are written: a call that
-    finishes first (a tool sending one progress notification) goes out as the head and
-    one body write; a call that waits has its messages written as soon as it waits.
+    Early messages wait for the loop's next turn before they are written (`CoalescedWrites`):
+    a call that finishes first (a tool sending one progress notification) goes out as the head
+    and one body write; a call that waits has its messages written as soon as it waits.
     """
 
-    __slots__ = ("send", "headers", "allow_sse", "started", "closed", "_pending", "_head", "_lock", "_flush")
+    __slots__ = ("headers", "allow_sse", "started", "closed")
 
     def __init__(self, send: Send, headers: list[tuple[bytes, bytes]], allow_sse: bool) -> None:
-        self.send = send
+        super().__init__(send)
         self.headers = headers
         self.allow_sse = allow_sse
         self.started = False
         self.closed = False
-        # SSE bytes not yet written; the response head's headers until it is sent. They are fixed
-        # when the reply turns SSE: an error's headers (`answer`) belong to a JSON reply only.
-        self._pending: list[bytes] = []
-        self._head: list[tuple[bytes, bytes]] | None = None
-        # Made with the first SSE message: the write of pending messages by a task of its own
-        # must not interleave with the call's own writes.
-        self._lock: asyncio.Lock | None = None
-        self._flush: asyncio.Handle | asyncio.Task[None] | None = None
+
+    def _stopped(self) -> bool:
+        return self.closed
 
     def abandon(self) -> None:
         """The client went away: write nothing more."""
@@ -75,9 +66,7 @@ class JSONOrSSEReply:
         if not self.started:
             self.started = True
             self._head = SSE_HEADERS + self.headers
-        self._pending.append(sse_event(message))
-        if self._flush is None:
-            self._flush = asyncio.get_running_loop().call_soon(self._flush_now)
+        self._later(sse_event(message))
         return True
 
     async def finish(self, message: dict[str, Any] | None, status: int = 200) -> None:
@@ -85,44 +74,12 @@ class JSONOrSSEReply:
             return
         self.closed = True
         if self.started:
-            if isinstance(self._flush, asyncio.Handle):
-                self._flush.cancel()
             async with self._locked():
                 await self._write(sse_event(message) if message is not None else b"", more=False)
         elif message is None:
             await send_bytes(self.send, 202, b"", self.headers)
         else:
             await send_bytes(self.send, status, encode(message), self.headers)
-
-    def _locked(self) -> asyncio.Lock:
-        if self._lock is None:
-            self._lock = write_lock()
-        return self._lock
-
-    def _flush_now(self) -> None:
-        # The call waits for something: its messages go out now, in a task of their own.
-        self._flush = asyncio.ensure_future(self._write_pending()) if self._pending and not self.closed else None
-
-    async def _write_pending(self) -> None:
-        try:
-            async with self._locked():
-                if self._pending and not self.closed:
-                    await self._write(b"", more=True)
-        except Exception:  # the client is gone; the call's own next write finds out too
-            logger.debug("Writing an SSE reply's messages failed", exc_info=True)
-        finally:
-            self._flush = None
-
-    async def _write(self, body: bytes, *, more: bool) -> None:
-        """Write the pending messages and `body`, after the response head (once); with the lock held."""
-        if self._pending:
-            body = b"".join(self._pending) + body
-            self._pending.clear()
-        if self._head is not None:
-            head, self._head = self._head, None
-            await self.send({"type": "http.response.start", "status": 200, "headers": head})
-        if body or not more:
-            await self.send({"type": "http.response.body", "body": body, "more_body": more})
 
 
 # Calls that run user code or stream; the rest answer at once and need no graceful period.
