@@ -236,3 +236,40 @@ def sse_or_json(response: httpx.Response) -> dict:
     if response.headers["content-type"].startswith("text/event-stream"):
         return sse_messages(response.text)[-1]
     return response.json()
+
+
+async def test_hostile_task_ids_and_input_responses_get_client_errors(url):
+    async with httpx.AsyncClient() as http:
+        client = RawClient(http, url)
+        # A taskId that is not a string can never equal the Mcp-Name header: refused before any lookup.
+        for task_id in (123, None, {"nested": {"id": "x"}}, ["x"]):
+            body, headers = client.message("tasks/get", {"taskId": task_id})
+            response = await http.post(url, json=body, headers=headers)
+            assert response.status_code == 400 and response.json()["error"]["code"] == -32020
+        body, headers = client.message("tasks/get", {})
+        response = await http.post(url, json=body, headers=headers)
+        assert response.status_code == 400 and response.json()["error"]["code"] == -32020
+        # Even a header spelling the number ("123") does not match a taskId that is not a string.
+        body, headers = client.message("tasks/get", {"taskId": 123})
+        headers["mcp-name"] = "123"
+        response = await http.post(url, json=body, headers=headers)
+        assert response.status_code == 400 and response.json()["error"]["code"] == -32020
+        # A long id is just an unknown task.
+        reply = await client.rpc("tasks/get", {"taskId": "t" * 4096})
+        assert reply["error"]["code"] == -32602
+        task_id = (await client.call("compute", {"seconds": 0.5}))["taskId"]
+        for responses in (None, "text", 42, [{"k": {}}]):
+            reply = await client.rpc("tasks/update", {"taskId": task_id, "inputResponses": responses})
+            assert reply["error"]["code"] == -32602
+        # Answers to keys the task never issued are ignored, however many: nothing is kept.
+        flood = {f"key{i}": {"action": "accept", "content": {"x": "y" * 100}} for i in range(5000)}
+        assert await client.result("tasks/update", {"taskId": task_id, "inputResponses": flood}) == {
+            "resultType": "complete",
+            "_meta": (await client.result("tasks/get", {"taskId": task_id}))["_meta"],
+        }
+        done = await client.wait_for(task_id, "completed")
+        assert "inputRequests" not in done
+        for task_ids in ("one", [1, 2], [["nested"]], [f"t{i}" for i in range(101)]):
+            body, headers = client.message("subscriptions/listen", {"notifications": {"taskIds": task_ids}})
+            reply = (await http.post(url, json=body, headers=headers, timeout=5)).json()
+            assert reply["error"]["code"] == -32602
