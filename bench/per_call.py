@@ -13,48 +13,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import statistics
+import sys
 import time
+from pathlib import Path
 from typing import Any
 
-from mcp_asgi import MCPServer
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-META = {
-    "io.modelcontextprotocol/protocolVersion": "2026-07-28",
-    "io.modelcontextprotocol/clientCapabilities": {},
-    "io.modelcontextprotocol/clientInfo": {"name": "bench", "version": "0"},
-}
-BODY = json.dumps(
-    {
-        "jsonrpc": "2.0",
-        "id": 1,
-        "method": "tools/call",
-        "params": {"name": "echo", "arguments": {"text": "hello"}, "_meta": META},
-    }
-).encode()
-SCOPE: dict[str, Any] = {
-    "type": "http",
-    "asgi": {"version": "3.0"},
-    "http_version": "1.1",
-    "method": "POST",
-    "scheme": "http",
-    "path": "/mcp",
-    "raw_path": b"/mcp",
-    "root_path": "",
-    "query_string": b"",
-    "client": ("127.0.0.1", 50000),
-    "server": ("127.0.0.1", 8000),
-    "headers": [
-        (b"host", b"127.0.0.1:8000"),
-        (b"content-type", b"application/json"),
-        (b"content-length", str(len(BODY)).encode()),
-        (b"accept", b"application/json, text/event-stream"),
-        (b"mcp-protocol-version", b"2026-07-28"),
-        (b"mcp-method", b"tools/call"),
-        (b"mcp-name", b"echo"),
-    ],
-}
+from bench import hotpath  # noqa: E402
+from bench.hotpath import modern  # noqa: E402
+from mcp_asgi import MCPServer  # noqa: E402
+
+# The request and the in-process ASGI driver are hotpath.py's: one way to drive an app without a socket.
+BODY, HEADERS = modern("echo", {"text": "hello"})
 
 
 class PassThrough:
@@ -97,24 +69,7 @@ def build(variant: str) -> Any:
 
 
 async def one(app: Any) -> None:
-    sent = False
-    status = 0
-
-    async def receive() -> dict[str, Any]:
-        nonlocal sent
-        if sent:
-            await asyncio.sleep(3600)
-        sent = True
-        return {"type": "http.request", "body": BODY, "more_body": False}
-
-    async def send(message: dict[str, Any]) -> None:
-        nonlocal status
-        if message["type"] == "http.response.start":
-            status = message["status"]
-
-    await app(dict(SCOPE), receive, send)
-    if status != 200:
-        raise RuntimeError(f"unexpected status {status}")
+    await hotpath.one(app, BODY, HEADERS)
 
 
 async def main() -> None:
