@@ -1,11 +1,17 @@
-"""Microseconds per request of one benchmark path, in process, optionally under cProfile.
+"""Microseconds of CPU per request of benchmark paths, in process, optionally under cProfile.
 
-    python bench/hotpath.py PATH [--calls 5000] [--rounds 5] [--profile] [--sort tottime]
+    python bench/hotpath.py PATH [PATH ...] [--server httptools] [--loop uvloop] [--calls 2000] [--rounds 7]
+    python bench/hotpath.py PATH --profile [--sort tottime]
 
 PATH is one of `bare`, `async`, `structured`, `sync`, `sync-structured`, `inline`, `progress`,
-`session`, `session-sse`. The apps are bench/apps.py's, called directly as ASGI apps (no socket,
-no uvicorn): what is left is what mcp-asgi itself spends per request, which is what a change to
-the request path moves. Same-run comparisons only; the machine's load shows in the absolute figures.
+`session`, `session-sse`. The apps are bench/apps.py's, driven without a socket. `--server direct`
+(the default) calls them as ASGI apps in one task; `--server h11` or `httptools` feeds raw HTTP
+bytes to uvicorn's own protocol class over an in-memory transport, so every request gets its own
+task and pays uvicorn's parsing and writing, as under `bench/wrk.py`, but without the kernel.
+
+The paths are measured in interleaved rounds, `bare` always among them, and each is printed with
+its ratio to `bare` in the same run: the machine's speed drifts by far more than a change's
+effect, and a ratio from one process survives that drift.
 """
 
 from __future__ import annotations
@@ -13,11 +19,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
+import functools
 import json
 import pstats
 import statistics
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -130,35 +138,142 @@ async def prepare(path: str) -> tuple[Any, bytes, list[tuple[bytes, bytes]]]:
     return apps.mcp_app, body, extra
 
 
-async def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("path")
-    parser.add_argument("--calls", type=int, default=5000)
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--profile", action="store_true")
-    parser.add_argument("--sort", default="tottime")
-    parser.add_argument("--lines", type=int, default=40)
-    args = parser.parse_args()
-    app, body, extra = await prepare(args.path)
-    for _ in range(300):  # warm-up: lazy start-up, caches
-        await one(app, body, extra)
+class _Transport(asyncio.Transport):
+    """What uvicorn writes to, in memory: completes `waiter` when a whole response is there."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.buffer = bytearray()
+        self.waiter: asyncio.Future[bytes] | None = None
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return {"sockname": ("127.0.0.1", 8000), "peername": ("127.0.0.1", 50000)}.get(name, default)
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self.buffer += data
+        end = self.buffer.find(b"\r\n\r\n")
+        if end < 0 or self.waiter is None or self.waiter.done():
+            return
+        head = bytes(self.buffer[:end]).lower()
+        length = head.find(b"content-length: ")
+        if length >= 0:
+            complete = len(self.buffer) >= end + 4 + int(head[length + 16 :].split(b"\r\n")[0])
+        else:
+            complete = self.buffer.endswith(b"0\r\n\r\n")
+        if complete:
+            self.waiter.set_result(bytes(self.buffer))
+            self.buffer.clear()
+
+    def is_closing(self) -> bool:
+        return False
+
+    def close(self) -> None:
+        pass
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+
+class UvicornDriver:
+    """One keep-alive connection into uvicorn's protocol class (`h11` or `httptools`), no socket."""
+
+    def __init__(self, app: Any, http: str, body: bytes, extra: list[tuple[bytes, bytes]]) -> None:
+        from uvicorn.config import Config
+        from uvicorn.server import ServerState
+
+        config = Config(app=app, http=http, lifespan="off", log_level="warning", access_log=False)
+        config.load()
+        self.loop = asyncio.get_running_loop()
+        self.protocol = config.http_protocol_class(  # type: ignore[call-arg]
+            config=config, server_state=ServerState(), app_state={}, _loop=self.loop
+        )
+        self.transport = _Transport()
+        self.protocol.connection_made(self.transport)
+        headers = scope(body, extra)["headers"]
+        self.raw = b"POST /mcp HTTP/1.1\r\n" + b"".join(k + b": " + v + b"\r\n" for k, v in headers) + b"\r\n" + body
+
+    async def one(self) -> None:
+        self.transport.waiter = self.loop.create_future()
+        self.protocol.data_received(self.raw)
+        answer = await self.transport.waiter
+        if not answer.startswith(b"HTTP/1.1 200"):
+            raise RuntimeError(f"unexpected answer: {answer[:300]!r}")
+        await asyncio.sleep(0)
+
+
+def _together(drivers: list[UvicornDriver]) -> Callable[[], Awaitable[Any]]:
+    """One request on each connection at once: what the app does with requests that overlap."""
+
+    async def call() -> None:
+        await asyncio.gather(*(driver.one() for driver in drivers))
+
+    return call
+
+
+async def main(args: argparse.Namespace) -> None:
+    paths = list(dict.fromkeys(["bare", *args.paths])) if not args.profile else args.paths
+    calls: dict[str, Callable[[], Awaitable[Any]]] = {}
+    for path in paths:
+        app, body, extra = await prepare(path)
+        if args.server == "direct":
+            calls[path] = functools.partial(one, app, body, extra)
+        else:
+            drivers = [UvicornDriver(app, args.server, body, extra) for _ in range(args.connections)]
+            calls[path] = drivers[0].one if len(drivers) == 1 else _together(drivers)
+    for call in calls.values():
+        for _ in range(300):  # warm-up: lazy start-up, caches, the interpreter's specialisation
+            await call()
     if args.profile:
+        call = calls[paths[0]]
         profiler = cProfile.Profile()
         profiler.enable()
         for _ in range(args.calls):
-            await one(app, body, extra)
+            await call()
         profiler.disable()
         stats = pstats.Stats(profiler)
         stats.sort_stats(args.sort).print_stats(args.lines)
         return
-    rounds = []
+    rounds: dict[str, list[float]] = {path: [] for path in paths}
     for _ in range(args.rounds):
-        start = time.process_time()
-        for _ in range(args.calls):
-            await one(app, body, extra)
-        rounds.append((time.process_time() - start) / args.calls * 1e6)
-    print(f"{args.path}: median {statistics.median(rounds):.1f} us/request (min {min(rounds):.1f}), CPU time")
+        for path, call in calls.items():
+            start = time.process_time()
+            for _ in range(args.calls // args.connections):
+                await call()
+            rounds[path].append((time.process_time() - start) / args.calls * 1e6)
+    floor = statistics.median(rounds["bare"])
+    print(
+        f"server={args.server} loop={args.loop} connections={args.connections}, "
+        f"{args.rounds} interleaved rounds of {args.calls} calls"
+    )
+    for path, figures in rounds.items():
+        median = statistics.median(figures)
+        print(f"{path:16} median {median:7.1f} us/request (min {min(figures):.1f}), {floor / median:.2f} of bare")
+
+
+def cli() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("paths", nargs="+", metavar="PATH")
+    parser.add_argument("--server", choices=["direct", "h11", "httptools"], default="direct")
+    parser.add_argument("--loop", choices=["asyncio", "uvloop"], default="asyncio")
+    parser.add_argument("--calls", type=int, default=2000)
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument(
+        "--connections", type=int, default=1, help="with --server: this many connections, a request on each at once"
+    )
+    parser.add_argument("--profile", action="store_true", help="the first PATH alone, under cProfile")
+    parser.add_argument("--sort", default="tottime")
+    parser.add_argument("--lines", type=int, default=40)
+    args = parser.parse_args()
+    if args.loop == "uvloop":
+        import uvloop
+
+        uvloop.run(main(args))
+    else:
+        asyncio.run(main(args))
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    cli()
