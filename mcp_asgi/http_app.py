@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
+from starlette.middleware.errors import ServerErrorMiddleware
+from starlette.middleware.exceptions import ExceptionMiddleware
 from starlette.routing import BaseRoute, Match, NoMatchFound, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -72,12 +74,61 @@ class MCPApp(Starlette):
     """The Starlette app `http_app()` returns. It remembers which app mounted it."""
 
     mcp_server: MCPServer
+    # The MCP endpoint's route while its requests may go straight to it (see `_direct_route`).
+    _direct: EndpointRoute | None = None
+    _handlers: tuple[dict[Any, Any], dict[int, Any]] | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         # Starlette overwrites scope["app"]; keep the host's for `ctx.app` first.
         if "mcp_asgi.host_app" not in scope:
             scope["mcp_asgi.host_app"] = scope.get("app", self)
+        direct = self._direct
+        if (
+            direct is not None
+            and scope["type"] == "http"
+            and get_route_path(scope).rstrip("/") == direct.path
+            and self.router.routes[0] is direct
+        ):
+            # What the skipped layers would have put in the scope, for `ctx.request` and the tools' code.
+            scope["app"] = self
+            if "router" not in scope:
+                scope["router"] = self.router
+            scope["starlette.exception_handlers"] = self._handlers
+            await direct.endpoint(scope, receive, send)
+            return
         await super().__call__(scope, receive, send)
+
+    def build_middleware_stack(self) -> ASGIApp:
+        stack = super().build_middleware_stack()
+        self._direct = self._direct_route(stack)
+        return stack
+
+    def _direct_route(self, stack: ASGIApp) -> EndpointRoute | None:
+        """The endpoint route, if nothing in Starlette's stack can act on the endpoint's requests.
+
+        The MCP endpoint answers every error itself (as JSON-RPC, with its status), so when the
+        app has no middleware and no exception handlers of the user's, the two layers Starlette
+        puts around the router only pass its requests through: about a tenth of a trivial tool
+        call's cost, measured. An exception that escapes anyway reaches the server (or the host
+        app), which answers 500 as Starlette's error layer would have, and logs it. In debug mode
+        the stack stays: its traceback page is the point of debug.
+        """
+        routes = self.router.routes
+        exceptions = getattr(stack, "app", None)
+        if (
+            self.debug
+            or self.user_middleware
+            or self.exception_handlers
+            or getattr(self, "max_body_size", None) is not None
+            or not isinstance(stack, ServerErrorMiddleware)
+            or not isinstance(exceptions, ExceptionMiddleware)
+            or exceptions.app is not self.router
+            or not routes
+            or not isinstance(routes[0], EndpointRoute)
+        ):
+            return None
+        self._handlers = (exceptions._exception_handlers, exceptions._status_handlers)
+        return routes[0]
 
     @property
     def lifespan(self) -> SharedLifespan:
