@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 from typing import Any
 
+import anyio
 import pytest
 
 from mcp_asgi.concurrency import DisconnectWatcher
@@ -67,3 +69,66 @@ async def test_an_error_inside_the_block_propagates() -> None:
         with DisconnectWatcher(connection.receive):
             await asyncio.sleep(0)
             raise ValueError("boom")
+
+
+async def test_a_shield_inside_the_block_holds_the_cancellation_until_it_ends() -> None:
+    connection = Connection()
+    steps: list[str] = []
+    loop = asyncio.get_running_loop()
+    loop.call_later(0.02, connection.leave)
+    with DisconnectWatcher(connection.receive) as watch:
+        with anyio.CancelScope(shield=True):
+            await asyncio.sleep(0.1)  # the client leaves meanwhile
+            steps.append("shielded part done")
+        steps.append("after the shield")  # no await yet: the cancellation lands at the next one
+        await asyncio.sleep(5)
+        steps.append("never")
+    assert watch.disconnected
+    assert steps == ["shielded part done", "after the shield"]
+    if sys.version_info >= (3, 11):
+        assert asyncio.current_task().cancelling() == 0  # type: ignore[union-attr]
+
+
+async def test_a_shield_around_the_block_is_not_the_blocks_own() -> None:
+    connection = Connection()
+    asyncio.get_running_loop().call_later(0.02, connection.leave)
+    finished = False
+    with anyio.CancelScope(shield=True):
+        with DisconnectWatcher(connection.receive) as watch:
+            await asyncio.sleep(5)
+            finished = True
+    assert watch.disconnected and not finished
+
+
+async def test_anyio_scopes_inside_the_block_let_the_cancellation_through() -> None:
+    connection = Connection()
+    asyncio.get_running_loop().call_later(0.02, connection.leave)
+    with DisconnectWatcher(connection.receive) as watch:
+        with anyio.move_on_after(10) as inner:
+            await anyio.sleep(5)
+    assert watch.disconnected and not inner.cancelled_caught
+
+
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="only 3.11+ counts cancellations (Task.uncancel)")
+async def test_a_cancellation_from_elsewhere_is_not_swallowed() -> None:
+    connection = Connection()
+
+    async def block() -> None:
+        with DisconnectWatcher(connection.receive):
+            await asyncio.sleep(5)
+
+    task = asyncio.ensure_future(block())
+    await asyncio.sleep(0.01)
+    connection.leave()
+    task.cancel()  # someone else (a shutdown, the server) cancels the same task as well
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+
+async def test_a_block_that_ends_before_the_disconnect_leaves_the_task_uncancelled() -> None:
+    connection = Connection()
+    with DisconnectWatcher(connection.receive) as watch:
+        await asyncio.sleep(0.01)
+    connection.leave()
+    await asyncio.sleep(0.01)  # would raise here if a cancellation were left pending
+    assert not watch.disconnected
