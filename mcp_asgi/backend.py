@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import secrets
 import time
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from mcp_asgi.bus import Bus, LocalBus
-from mcp_asgi.tasks.store import InMemoryTaskStore, TaskStore
 from mcp_asgi.transports.events import EventStore, InMemoryEventStore
 from mcp_asgi.transports.sessions import InMemorySessionStore, SessionStore
+
+if TYPE_CHECKING:
+    from mcp_asgi.tasks.store import TaskStore
 
 
 def new_worker_id() -> str:
@@ -74,7 +76,12 @@ class InMemoryBackend:
         self.sessions: SessionStore = sessions if sessions is not None else InMemorySessionStore()
         self.events: EventStore = events if events is not None else InMemoryEventStore()
         self.bus: Bus = bus if bus is not None else LocalBus()
-        self.tasks: TaskStore = tasks if tasks is not None else InMemoryTaskStore()
+        if tasks is None:
+            # Here, not at import: `import mcp_asgi` leaves the tasks extension to the server that installs it.
+            from mcp_asgi.tasks.store import InMemoryTaskStore
+
+            tasks = InMemoryTaskStore()
+        self.tasks: TaskStore = tasks
         self.claims = LocalClaims()
 
     async def start(self) -> None:

@@ -13,12 +13,14 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
-from anyio.abc import ObjectReceiveStream
 
 from mcp_asgi import shutdown, thread_pool
+
+if TYPE_CHECKING:
+    from anyio.abc import ObjectReceiveStream
 
 T = TypeVar("T")
 

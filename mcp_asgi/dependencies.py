@@ -36,7 +36,6 @@ from starlette.responses import Response
 from starlette.types import Message, Scope, Send
 from starlette.websockets import WebSocket
 
-from mcp_asgi.auth.challenge import FORBIDDEN, UNAUTHORIZED
 from mcp_asgi.protocol.jsonrpc import INTERNAL_ERROR, INVALID_REQUEST, MCPError, encode, error_response
 
 __all__ = [
@@ -83,6 +82,8 @@ REQUEST_ERRORS = (HTTPException, InjectionError)
 
 def error_code(status: int) -> int:
     """The JSON-RPC code of a refusal with this HTTP status: -32001/-32003 as auth, -32600 for 4xx, else -32000."""
+    from mcp_asgi.auth.challenge import FORBIDDEN, UNAUTHORIZED  # errors only: `import mcp_asgi` skips auth
+
     if status == 401:
         return UNAUTHORIZED
     if status == 403:

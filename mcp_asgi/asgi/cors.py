@@ -14,7 +14,6 @@ from collections.abc import Iterable
 from typing import Any
 
 from starlette.middleware import Middleware
-from starlette.middleware.cors import CORSMiddleware
 
 __all__ = ["MCP_ALLOW_HEADERS", "MCP_EXPOSE_HEADERS", "MCP_METHODS", "CORSOrigins", "cors_middleware", "cors_origins"]
 
@@ -60,6 +59,8 @@ def cors_middleware(
         )
     if not isinstance(max_age, int) or max_age < 0:
         raise ValueError(f"cors_middleware() `max_age` must be seconds >= 0, got {max_age!r}")
+    from starlette.middleware.cors import CORSMiddleware  # on use: `import mcp_asgi` skips it
+
     return Middleware(
         CORSMiddleware,
         allow_origins=origins,
@@ -112,6 +113,8 @@ class CORSOrigins:
 
 def cors_origins(middleware: Iterable[Middleware]) -> CORSOrigins:
     """The origins allowed by the `CORSMiddleware` entries (including `cors_middleware()`) of `middleware`."""
+    from starlette.middleware.cors import CORSMiddleware
+
     exact: set[str] = set()
     patterns: list[re.Pattern[str]] = []
     wildcard = False

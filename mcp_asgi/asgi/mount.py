@@ -13,7 +13,6 @@ from starlette.routing import Match, Mount, Router, compile_path
 from starlette.types import ASGIApp, Scope
 
 from mcp_asgi.asgi.lifespan import combine_lifespans
-from mcp_asgi.auth.resource import METADATA_BASE
 
 __all__ = ["ExactMount", "mount"]
 
@@ -90,6 +89,8 @@ class ExactMount(Mount):
     def matches(self, scope: Scope) -> tuple[Match, Scope]:
         match, child_scope = self._matches(scope)
         if match is not Match.NONE and self.metadata_for is not None:
+            from mcp_asgi.auth.resource import METADATA_BASE  # only with auth: `import mcp_asgi` skips it
+
             child_scope[METADATA_BASE] = (self.metadata_for, scope.get("root_path", ""))
         return match, child_scope
 

@@ -13,22 +13,19 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
-from mcp_asgi.concurrency import forward_with_keepalive
 from mcp_asgi.principal import principal_of
-from mcp_asgi.protocol import limits
 from mcp_asgi.protocol.jsonrpc import (
     INTERNAL_ERROR,
     INVALID_PARAMS,
-    INVALID_REQUEST,
     METHOD_NOT_FOUND,
     UNSUPPORTED_PROTOCOL_VERSION,
     MCPError,
     RequestId,
     invalid_params,
-    notification,
 )
+from mcp_asgi.protocol.listen import listen
 from mcp_asgi.protocol.mrtr import MRTR_METHODS, InputRequired, RequestStateCodec, digest
-from mcp_asgi.protocol.notifications import ChangeHub, Event, event_message
+from mcp_asgi.protocol.notifications import ChangeHub
 from mcp_asgi.protocol.registry import Kind, Registry
 from mcp_asgi.protocol.scopes import allows, check_scopes, granted_scopes
 from mcp_asgi.protocol.versions import (
@@ -52,7 +49,6 @@ META_CAPABILITIES = "io.modelcontextprotocol/clientCapabilities"
 META_CLIENT_INFO = "io.modelcontextprotocol/clientInfo"
 META_LOG_LEVEL = "io.modelcontextprotocol/logLevel"
 META_SERVER_INFO = "io.modelcontextprotocol/serverInfo"
-META_SUBSCRIPTION_ID = "io.modelcontextprotocol/subscriptionId"
 
 LOG_LEVELS = ("debug", "info", "notice", "warning", "error", "critical", "alert", "emergency")
 LEVEL_RANK = {level: rank for rank, level in enumerate(LOG_LEVELS)}
@@ -521,54 +517,8 @@ class ProtocolCore:
         return {}
 
     async def _listen(self, call: Call) -> dict[str, Any]:
-        """`subscriptions/listen`: acknowledge, then stream the opted-in notifications until cancelled."""
-        requested = call.params.get("notifications")
-        if not isinstance(requested, dict):
-            raise invalid_params("Invalid params: subscriptions/listen needs a `notifications` filter object")
-        agreed: dict[str, Any] = {}
-        for flag in ("toolsListChanged", "promptsListChanged", "resourcesListChanged"):
-            if requested.get(flag) is True:
-                agreed[flag] = True
-        uris = requested.get("resourceSubscriptions")
-        if isinstance(uris, list):
-            # The same caps as `resources/subscribe`: the stream holds these for as long as it lives.
-            agreed["resourceSubscriptions"] = limits.subscription_uris(uris)
-        tag = {META_SUBSCRIPTION_ID: call.request_id}
-        watched = set(agreed.get("resourceSubscriptions", ()))
-
-        def translate(event: Event) -> dict[str, Any] | None:
-            wanted = event[1] in watched if event[0] == "resource" else agreed.get(f"{event[0]}ListChanged", False)
-            if not wanted:
-                return None
-            message = event_message(event)
-            message["params"] = {**message.get("params", {}), "_meta": tag}
-            return message
-
-        if call.send is None:
-            raise MCPError(INVALID_REQUEST, "subscriptions/listen needs a transport that can stream")
-        tasks = None
-        if "taskIds" in requested and self.tasks is not None:
-            agreed["taskIds"], tasks = await self.tasks.listen(call, requested["taskIds"])
-        stream, stop = self.hub.listen(translate)
-        try:
-            acknowledged = notification(
-                "notifications/subscriptions/acknowledged", {"_meta": tag, "notifications": agreed}
-            )
-            if await call.send(acknowledged) is False:
-                raise MCPError(
-                    INVALID_REQUEST, "subscriptions/listen needs an SSE reply; this endpoint has json_response=True"
-                )
-            send = call.send
-            async with stream:
-                # None is a keep-alive, for transports that need one.
-                forward = forward_with_keepalive(stream, send, lambda: send(None), self.server.keepalive_interval)
-                await (forward if tasks is None else tasks.alongside(forward, send, tag))
-        finally:
-            stop()
-            if tasks is not None:
-                tasks.close()
-        # The server ended the subscription (shutdown): a graceful close carries a result.
-        return {"_meta": dict(tag)}
+        """`subscriptions/listen` (protocol/listen.py), with what the server has now."""
+        return await listen(call, self.hub, self.tasks, self.server.keepalive_interval)
 
     # Prompts.
     async def _prompts_list(self, call: Call) -> dict[str, Any]:

@@ -15,7 +15,6 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import anyio
-from anyio.abc import TaskGroup
 
 from mcp_asgi.protocol.dispatch import META_VERSION, Call, Send, SessionChanges, build_call, read_modern_meta
 from mcp_asgi.protocol.jsonrpc import (
@@ -36,6 +35,7 @@ from mcp_asgi.protocol.versions import LATEST_LEGACY, REVISIONS, Revision, negot
 from mcp_asgi.transports.sessions import SERVER_BUSY, SessionRecord
 
 if TYPE_CHECKING:
+    from anyio.abc import TaskGroup
     from starlette.requests import Request
 
     from mcp_asgi.server import MCPServer
