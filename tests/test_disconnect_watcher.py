@@ -9,7 +9,7 @@ from typing import Any
 import anyio
 import pytest
 
-from mcp_asgi.concurrency import DisconnectWatcher
+from mcp_asgi.concurrency import DisconnectWatcher, TaskCancelScope
 
 
 class Connection:
@@ -132,3 +132,33 @@ async def test_a_block_that_ends_before_the_disconnect_leaves_the_task_uncancell
     connection.leave()
     await asyncio.sleep(0.01)  # would raise here if a cancellation were left pending
     assert not watch.disconnected
+
+
+async def test_a_task_cancel_scope_is_cancelled_from_another_task() -> None:
+    scope = TaskCancelScope()
+    asyncio.get_running_loop().call_later(0.02, scope.cancel)
+    finished = False
+    with scope:
+        await asyncio.sleep(5)
+        finished = True
+    assert scope.cancelled_caught and not finished
+    await asyncio.sleep(0)  # no cancellation left pending on the task
+
+
+async def test_a_task_cancel_scope_cancelled_before_entry_stops_at_the_first_wait() -> None:
+    scope = TaskCancelScope()
+    scope.cancel()
+    steps: list[str] = []
+    with scope:
+        steps.append("entered")
+        await asyncio.sleep(5)
+        steps.append("never")
+    assert steps == ["entered"] and scope.cancelled_caught
+
+
+async def test_a_task_cancel_scope_never_cancelled_catches_nothing() -> None:
+    with TaskCancelScope() as scope:
+        await asyncio.sleep(0)
+    scope.cancel()  # after the block: nothing left to cancel
+    await asyncio.sleep(0)
+    assert not scope.cancelled_caught

@@ -14,7 +14,7 @@ import anyio
 from starlette.requests import Request
 from starlette.types import Receive, Scope, Send
 
-from mcp_asgi.concurrency import DisconnectWatcher, forward_with_keepalive
+from mcp_asgi.concurrency import DisconnectWatcher, TaskCancelScope, forward_with_keepalive
 from mcp_asgi.principal import principal_of
 from mcp_asgi.protocol.dispatch import build_call, unsupported_version
 from mcp_asgi.protocol.jsonrpc import (
@@ -57,9 +57,9 @@ class InFlightCalls:
 
     def __init__(self, max_per_session: int = DEFAULT_MAX_IN_FLIGHT) -> None:
         self.max_per_session = check_max_in_flight(max_per_session)
-        self._calls: dict[str, dict[RequestId, anyio.CancelScope]] = {}
+        self._calls: dict[str, dict[RequestId, TaskCancelScope]] = {}
 
-    def start(self, session_id: str, request_id: RequestId) -> anyio.CancelScope:
+    def start(self, session_id: str, request_id: RequestId) -> TaskCancelScope:
         """The cancel scope of a new call; -32600 if the session already runs one with this id, 503 if full."""
         calls = self._calls.setdefault(session_id, {})
         if request_id in calls:
@@ -68,7 +68,7 @@ class InFlightCalls:
             )
         if len(calls) >= self.max_per_session:
             raise too_many_in_flight(self.max_per_session, http_status=503)
-        scope = calls[request_id] = anyio.CancelScope()
+        scope = calls[request_id] = TaskCancelScope()
         return scope
 
     def finish(self, session_id: str, request_id: RequestId) -> None:
