@@ -85,7 +85,7 @@ class _AnswerTasks:
     """Where a stream's conversation runs its calls: plain asyncio tasks, in the stream's context.
 
     `Conversation` needs only `start_soon`. An anyio task group gives each task a cancel scope
-    of its own on top of the task (a tenth of a legacy call's cost, measured); these are
+    of its own on top of the task (a seventh of a legacy call's instructions, measured); these are
     cancelled and awaited when the stream ends, as the group's would be. They run in the
     context of the GET that opened the stream even when a POST's task starts them (the
     shortcut of `SSEEndpoint.messages`): a host's per-request context (Django's thread-sensitive
