@@ -170,3 +170,17 @@ async def test_a_call_whose_client_left_is_cancelled_and_its_session_ends(caplog
                     while (await http.post(endpoint, json=call(3, "mark"))).status_code != 404:
                         await anyio.sleep(0.05)
     assert not [record for record in caplog.records if record.name == "mcp_asgi"]
+
+
+async def test_a_long_query_still_names_its_session():
+    # Short queries are remembered per string; a long one is parsed each time, never kept.
+    order: list[str] = []
+    with serve(build(order).http_app(transport="sse")) as base:
+        async with httpx.AsyncClient(base_url=base, timeout=10) as http, open_stream(http, "/sse") as events:
+            endpoint = await initialize(http, events)
+            session_id = endpoint.split("session_id=", 1)[1]
+            long = f"/messages/?pad={'x' * 300}&sessionId={session_id}"
+            assert (await http.post(long, json=call(2, "mark"))).status_code == 202
+            assert (await events.message())["id"] == 2
+            unknown = f"/messages/?pad={'x' * 300}&session_id=nope"
+            assert (await http.post(unknown, json=call(3, "mark"))).status_code == 404

@@ -73,12 +73,19 @@ def _not_allowed(method: str, allowed: str) -> MCPError:
     return MCPError(INVALID_REQUEST, f"Method {method} not allowed here; use {allowed}", http_status=405)
 
 
-@functools.lru_cache(maxsize=1024)
 def _session_id_of(query_string: bytes) -> str | None:
-    """The session id a POST's query names; a client repeats the same query on every POST."""
+    """The session id a POST's query names."""
+    # A client repeats the same short query on every POST; a long one is not kept (bounded memory).
+    return _cached_session_id_of(query_string) if len(query_string) <= 256 else _parse_session_id(query_string)
+
+
+def _parse_session_id(query_string: bytes) -> str | None:
     query = parse_qs(query_string.decode("latin-1"))
     session_ids = query.get("session_id") or query.get("sessionId")
     return session_ids[0] if session_ids else None
+
+
+_cached_session_id_of = functools.lru_cache(maxsize=1024)(_parse_session_id)
 
 
 class _AnswerTasks:
