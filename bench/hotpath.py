@@ -4,7 +4,7 @@
     python bench/hotpath.py PATH --profile [--sort tottime]
 
 PATH is one of `bare`, `async`, `structured`, `sync`, `sync-structured`, `inline`, `progress`,
-`session`, `session-sse`. The apps are bench/apps.py's, driven without a socket. `--server direct`
+`session`, `session-sse`, `legacy`. The apps are bench/apps.py's, driven without a socket. `--server direct`
 (the default) calls them as ASGI apps in one task; `--server h11` or `httptools` feeds raw HTTP
 bytes to uvicorn's own protocol class over an in-memory transport, so every request gets its own
 task and pays uvicorn's parsing and writing, as under `bench/wrk.py`, but without the kernel.
@@ -12,6 +12,10 @@ task and pays uvicorn's parsing and writing, as under `bench/wrk.py`, but withou
 The paths are measured in interleaved rounds, `bare` always among them, and each is printed with
 its ratio to `bare` in the same run: the machine's speed drifts by far more than a change's
 effect, and a ratio from one process survives that drift.
+
+`legacy` (HTTP+SSE, 2024-11-05; `--server h11|httptools` only) holds one `GET /sse` connection
+open; each call is a POST of `tools/call` on another connection, complete once its 202 and its
+result on the stream have both arrived, as `bench/sse_client.py` does over sockets.
 """
 
 from __future__ import annotations
@@ -180,7 +184,17 @@ class _Transport(asyncio.Transport):
 class UvicornDriver:
     """One keep-alive connection into uvicorn's protocol class (`h11` or `httptools`), no socket."""
 
-    def __init__(self, app: Any, http: str, body: bytes, extra: list[tuple[bytes, bytes]]) -> None:
+    def __init__(
+        self,
+        app: Any,
+        http: str,
+        body: bytes,
+        extra: list[tuple[bytes, bytes]],
+        *,
+        target: str = "/mcp",
+        expect: bytes = b"HTTP/1.1 200",
+        transport: asyncio.Transport | None = None,
+    ) -> None:
         from uvicorn.config import Config
         from uvicorn.server import ServerState
 
@@ -190,18 +204,87 @@ class UvicornDriver:
         self.protocol = config.http_protocol_class(  # type: ignore[call-arg]
             config=config, server_state=ServerState(), app_state={}, _loop=self.loop
         )
-        self.transport = _Transport()
+        self.transport: Any = transport if transport is not None else _Transport()
         self.protocol.connection_made(self.transport)
+        self.expect = expect
         headers = scope(body, extra)["headers"]
-        self.raw = b"POST /mcp HTTP/1.1\r\n" + b"".join(k + b": " + v + b"\r\n" for k, v in headers) + b"\r\n" + body
+        request_line = f"POST {target} HTTP/1.1\r\n".encode()
+        self.raw = request_line + b"".join(k + b": " + v + b"\r\n" for k, v in headers) + b"\r\n" + body
 
     async def one(self) -> None:
         self.transport.waiter = self.loop.create_future()
         self.protocol.data_received(self.raw)
         answer = await self.transport.waiter
-        if not answer.startswith(b"HTTP/1.1 200"):
+        if not answer.startswith(self.expect):
             raise RuntimeError(f"unexpected answer: {answer[:300]!r}")
         await asyncio.sleep(0)
+
+
+class _StreamTransport(_Transport):
+    """What uvicorn writes a `GET /sse` stream to: the endpoint event, then results, counted as they come."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.endpoint: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self.results = 0
+        self.wanted = 0
+        self.result_waiter: asyncio.Future[None] | None = None
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        data = bytes(data)
+        if not self.endpoint.done():
+            self.buffer += data
+            start = self.buffer.find(b"event: endpoint\ndata: ")
+            end = self.buffer.find(b"\n\n", start)
+            if start >= 0 and end >= 0:
+                self.endpoint.set_result(bytes(self.buffer[start + 22 : end]).decode())
+                self.buffer.clear()
+            return
+        # uvicorn writes each ASGI body message as one chunk: one SSE event per write.
+        if b'"error"' in data or b'"isError":true' in data:
+            raise RuntimeError(f"unexpected event on the stream: {data[:300]!r}")
+        self.results += data.count(b"event: message\n")
+        if self.result_waiter is not None and self.results >= self.wanted and not self.result_waiter.done():
+            self.result_waiter.set_result(None)
+
+
+async def legacy_call(http: str, connections: int) -> Callable[[], Awaitable[Any]]:
+    """Open the stream, initialize, and return one measured call: POSTs of `tools/call`, 202, results on the stream."""
+    loop = asyncio.get_running_loop()
+    stream = _StreamTransport()
+    get = UvicornDriver(apps.sse_app, http, b"", [], transport=stream)
+    get.protocol.data_received(b"GET /sse HTTP/1.1\r\nhost: 127.0.0.1:8000\r\naccept: text/event-stream\r\n\r\n")
+    target = await asyncio.wait_for(stream.endpoint, 5)
+
+    def driver(message: dict[str, Any]) -> UvicornDriver:
+        body = json.dumps(message).encode()
+        return UvicornDriver(apps.sse_app, http, body, [], target=target, expect=b"HTTP/1.1 202")
+
+    async def posted(posts: list[UvicornDriver]) -> None:
+        # Results are counted from before the POSTs: one may arrive before its own 202.
+        stream.wanted = stream.results + len(posts)
+        await (posts[0].one() if len(posts) == 1 else asyncio.gather(*(post.one() for post in posts)))
+        if stream.results < stream.wanted:
+            stream.result_waiter = loop.create_future()
+            await stream.result_waiter
+
+    init = {"jsonrpc": "2.0", "id": "init", "method": "initialize", "params": {"protocolVersion": "2024-11-05"}}
+    await posted([driver(init)])
+    await driver({"jsonrpc": "2.0", "method": "notifications/initialized"}).one()
+    echo = {"name": "echo", "arguments": {"text": "x"}}
+    posts = [driver({"jsonrpc": "2.0", "id": n, "method": "tools/call", "params": echo}) for n in range(connections)]
+
+    async def call() -> None:
+        await posted(posts)
+
+    async def close() -> None:
+        # The client leaves: the stream ends as under a server, instead of being cancelled at exit.
+        get.protocol.connection_lost(None)
+        for _ in range(10):
+            await asyncio.sleep(0)
+
+    call.close = close  # type: ignore[attr-defined]
+    return call
 
 
 def _together(drivers: list[UvicornDriver]) -> Callable[[], Awaitable[Any]]:
@@ -217,12 +300,27 @@ async def main(args: argparse.Namespace) -> None:
     paths = list(dict.fromkeys(["bare", *args.paths])) if not args.profile else args.paths
     calls: dict[str, Callable[[], Awaitable[Any]]] = {}
     for path in paths:
+        if path == "legacy":
+            if args.server == "direct":
+                raise SystemExit("the legacy path needs --server h11 or --server httptools")
+            calls[path] = await legacy_call(args.server, args.connections)
+            continue
         app, body, extra = await prepare(path)
         if args.server == "direct":
             calls[path] = functools.partial(one, app, body, extra)
         else:
             drivers = [UvicornDriver(app, args.server, body, extra) for _ in range(args.connections)]
             calls[path] = drivers[0].one if len(drivers) == 1 else _together(drivers)
+    try:
+        await measure(args, paths, calls)
+    finally:
+        for call in calls.values():
+            close = getattr(call, "close", None)
+            if close is not None:
+                await close()
+
+
+async def measure(args: argparse.Namespace, paths: list[str], calls: dict[str, Callable[[], Awaitable[Any]]]) -> None:
     for call in calls.values():
         for _ in range(300):  # warm-up: lazy start-up, caches, the interpreter's specialisation
             await call()

@@ -10,11 +10,20 @@ named the endpoint: 202 when a worker took it, 404 when none holds the stream.
 The session record lives in the backend's store, so any worker checks who may
 post. The stream answers requests concurrently in the task group of its
 (long-lived by nature) connection.
+
+The hot path (a call POSTed to the worker holding the stream) takes a shortcut: when the
+stream's reader waits on an empty inbox, everything POSTed before has been handed on, so the
+POST hands its request to the conversation itself, which starts the call's task at once,
+instead of queueing it for the stream's task to wake up and hand on (see `_Channel`).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
+import functools
 import logging
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, quote
 
@@ -36,7 +45,7 @@ from mcp_asgi.protocol.jsonrpc import (
     error_response,
     request_id_of,
 )
-from mcp_asgi.transports.broker import InProcessBroker
+from mcp_asgi.transports.broker import Inbox, InProcessBroker
 from mcp_asgi.transports.conversation import DEFAULT_MAX_IN_FLIGHT, Conversation, check_max_in_flight
 from mcp_asgi.transports.http_common import (
     BODY_TIMEOUT,
@@ -62,6 +71,99 @@ SSE_REVISION = "2024-11-05"
 
 def _not_allowed(method: str, allowed: str) -> MCPError:
     return MCPError(INVALID_REQUEST, f"Method {method} not allowed here; use {allowed}", http_status=405)
+
+
+def _session_id_of(query_string: bytes) -> str | None:
+    """The session id a POST's query names."""
+    # A client repeats the same short query on every POST; a long one is not kept (bounded memory).
+    return _cached_session_id_of(query_string) if len(query_string) <= 256 else _parse_session_id(query_string)
+
+
+def _parse_session_id(query_string: bytes) -> str | None:
+    query = parse_qs(query_string.decode("latin-1"))
+    session_ids = query.get("session_id") or query.get("sessionId")
+    return session_ids[0] if session_ids else None
+
+
+_cached_session_id_of = functools.lru_cache(maxsize=1024)(_parse_session_id)
+
+
+class _AnswerTasks:
+    """Where a stream's conversation runs its calls: plain asyncio tasks, in the stream's context.
+
+    `Conversation` needs only `start_soon`. An anyio task group gives each task a cancel scope
+    of its own on top of the task (a seventh of a legacy call's instructions, measured); these are
+    cancelled and awaited when the stream ends, as the group's would be. They run in the
+    context of the GET that opened the stream even when a POST's task starts them (the
+    shortcut of `SSEEndpoint.messages`): a host's per-request context (Django's thread-sensitive
+    one) must be the stream's, which outlives the POST.
+    """
+
+    __slots__ = ("_context", "_tasks", "_on_failure")
+
+    def __init__(self, on_failure: Callable[[], None]) -> None:
+        self._context = contextvars.copy_context()
+        self._tasks: set[asyncio.Future[None]] = set()
+        # Ends the stream: a task that fails (its client went away) fails it, as in a task group.
+        self._on_failure = on_failure
+
+    def start_soon(self, fn: Callable[..., Awaitable[None]], *args: Any) -> None:
+        task = self._context.run(asyncio.ensure_future, fn(*args))
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Future[None]) -> None:
+        self._tasks.discard(task)
+        if task.cancelled():
+            return
+        error = task.exception()
+        if error is not None:
+            if not isinstance(error, OSError):
+                logger.error("A legacy SSE stream's task failed", exc_info=error)
+            self._on_failure()
+
+    async def aclose(self) -> None:
+        """Cancel the calls still running and wait for them: nothing writes after the stream ends."""
+        with anyio.CancelScope(shield=True):
+            while self._tasks:
+                for task in self._tasks:
+                    task.cancel()
+                await asyncio.wait(set(self._tasks))
+
+
+class _Channel:
+    """One open stream as the POSTs this worker takes see it: its conversation and inbox.
+
+    `idle` is True while the stream's reader waits on an empty inbox: everything POSTed
+    before has then been handed to the conversation, so a request may go to it straight
+    from its POST without overtaking anything. Every message queued here counts in
+    `queued` until the reader takes it.
+    """
+
+    __slots__ = ("conversation", "inbox", "idle", "queued")
+
+    def __init__(self, inbox: Inbox) -> None:
+        # Set once the stream runs; a POST that comes sooner only queues its message.
+        self.conversation: Conversation | None = None
+        self.inbox = inbox
+        self.idle = False
+        self.queued = 0
+
+    async def receive(self) -> dict[str, Any]:
+        """The inbox's next message, for the stream's reader."""
+        if not self.queued:
+            self.idle = True
+        try:
+            message = await self.inbox.receive()
+        finally:
+            self.idle = False
+        self.queued -= 1
+        return message
+
+    def queue(self) -> None:
+        """A message was put in the inbox: until the reader took it, nothing may overtake it."""
+        self.queued += 1
+        self.idle = False
 
 
 class SSEEndpoint:
@@ -99,9 +201,9 @@ class SSEEndpoint:
         self.broker = broker if broker is not None else InProcessBroker()
         self.keepalive_interval = keepalive_interval
         self.max_body_size = max_body_size
-        # Requests one stream may have running; the open streams' conversations, to admit POSTs.
+        # Requests one stream may have running; the streams open in this worker, to admit POSTs.
         self.max_in_flight = check_max_in_flight(max_in_flight)
-        self._conversations: dict[str, Conversation] = {}
+        self._channels: dict[str, _Channel] = {}
 
     def endpoint_url(self, scope: Scope, session_id: str) -> str:
         """Where the client POSTs: right under any mount prefix and uvicorn's --root-path."""
@@ -128,6 +230,7 @@ class SSEEndpoint:
             return
         self.server._sweeper.ensure_running()
         inbox = self.broker.listen(session.session_id)
+        channel = self._channels[session.session_id] = _Channel(inbox)
         forwarded: Subscription | None = None
         lock = write_lock()
 
@@ -147,10 +250,11 @@ class SSEEndpoint:
             await write(self.endpoint_url(scope, session.session_id).encode(), event="endpoint")
             with DisconnectWatcher(receive):
                 async with anyio.create_task_group() as group:
-                    conversation = Conversation(
+                    answers = _AnswerTasks(group.cancel_scope.cancel)
+                    conversation = channel.conversation = Conversation(
                         self.server,
                         write,
-                        group,
+                        answers,  # type: ignore[arg-type]  # what Conversation uses of a task group
                         session=session,
                         allow_modern=False,
                         default_version=SSE_REVISION,
@@ -159,8 +263,7 @@ class SSEEndpoint:
                         request=Request(scope),
                         max_in_flight=self.max_in_flight,
                     )
-                    self._conversations[session.session_id] = conversation
-                    group.start_soon(self._take_forwarded, forwarded, conversation, write, group.cancel_scope)
+                    group.start_soon(self._take_forwarded, forwarded, channel, write, group.cancel_scope)
 
                     async def keep_alive() -> None:
                         await write(None)
@@ -171,10 +274,11 @@ class SSEEndpoint:
 
                     try:
                         # Until the broker closes the inbox (shutdown) or the client leaves.
-                        await forward_with_keepalive(inbox, conversation.receive, keep_alive, self.keepalive_interval)
+                        await forward_with_keepalive(channel, conversation.receive, keep_alive, self.keepalive_interval)
                     finally:
                         conversation.stop_following()
-                        self._conversations.pop(session.session_id, None)
+                        self._forget(session.session_id, channel)
+                        await answers.aclose()
                     group.cancel_scope.cancel()
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         except OSError:
@@ -182,9 +286,15 @@ class SSEEndpoint:
         finally:
             if forwarded is not None:
                 forwarded.close()
+            self._forget(session.session_id, channel)
             self.broker.unlisten(session.session_id, inbox)
             with anyio.CancelScope(shield=True):
                 await self._delete_session(session.session_id)
+
+    def _forget(self, session_id: str, channel: _Channel) -> None:
+        # Only this stream's: the session id cannot be reused, but be as careful as the broker.
+        if self._channels.get(session_id) is channel:
+            del self._channels[session_id]
 
     async def _delete_session(self, session_id: str) -> None:
         try:
@@ -208,7 +318,7 @@ class SSEEndpoint:
         return subscription
 
     async def _take_forwarded(
-        self, forwarded: Subscription, conversation: Conversation, write: Any, stream_scope: anyio.CancelScope
+        self, forwarded: Subscription, channel: _Channel, write: Any, stream_scope: anyio.CancelScope
     ) -> None:
         """Hand what other workers forward to this stream, like a POST taken here; ends the stream with the bus."""
         session_id = forwarded.channel.removeprefix("sse:")
@@ -220,6 +330,8 @@ class SSEEndpoint:
             except MCPError:
                 logger.warning("Ignored a malformed message forwarded for SSE session %s", session_id)
                 continue
+            conversation = channel.conversation
+            assert conversation is not None  # set before this task starts
             try:
                 if is_request:
                     conversation.reserve()
@@ -229,6 +341,7 @@ class SSEEndpoint:
                     raise MCPError(
                         INVALID_REQUEST, "Too many messages waiting for this session; retry", http_status=503
                     )
+                channel.queue()
             except MCPError as error:
                 # The POST was answered 202 on its worker: the refusal goes to the stream, as its answer.
                 if is_request:
@@ -244,15 +357,13 @@ class SSEEndpoint:
         try:
             if scope["method"] != "POST":
                 raise _not_allowed(scope["method"], "POST")
-            query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
-            session_ids = query.get("session_id") or query.get("sessionId")
-            if not session_ids:
+            session_id = _session_id_of(scope.get("query_string", b""))
+            if session_id is None:
                 raise MCPError(
                     INVALID_REQUEST,
                     "Bad Request: missing session_id query parameter; POST to the URL of the stream's endpoint event",
                     http_status=400,
                 )
-            session_id = session_ids[0]
             # Only the stream's creator may post to it; anyone else is told what an unknown id gets.
             record = await self.sessions.get(session_id, principal=principal_of(scope))
             if record is None:
@@ -276,18 +387,7 @@ class SSEEndpoint:
                     raise MCPError(INVALID_REQUEST, "Session not found: its SSE stream closed", http_status=404)
                 await send_bytes(send, 202, b"Accepted", content_type=(b"content-type", b"text/plain; charset=utf-8"))
                 return
-            # A request takes an in-flight slot of its stream now: past the limit, this POST is the 503.
-            conversation = self._conversations.get(session_id) if kind == REQUEST else None
-            if conversation is not None:
-                conversation.reserve()
-            if not await self.broker.publish(session_id, message, size=len(body)):
-                if conversation is not None:
-                    conversation.release()
-                if self.broker.has_listener(session_id):
-                    raise MCPError(
-                        INVALID_REQUEST, "Too many messages waiting for this session; retry", http_status=503
-                    )
-                raise MCPError(INVALID_REQUEST, "Session not found: its SSE stream closed", http_status=404)
+            await self._hand_to_stream(session_id, message, kind, len(body))
         except MCPError as error:
             extra = [(b"allow", b"POST")] if error.http_status == 405 else None
             await send_error(send, error, request_id_of(message), headers=extra)
@@ -295,6 +395,30 @@ class SSEEndpoint:
         except ConnectionAbortedError:
             return
         await send_bytes(send, 202, b"Accepted", content_type=(b"content-type", b"text/plain; charset=utf-8"))
+
+    async def _hand_to_stream(self, session_id: str, message: Any, kind: str, size: int) -> None:
+        """Give a POSTed message to the stream this worker holds: straight to its conversation, or queued."""
+        channel = self._channels.get(session_id)
+        conversation = channel.conversation if channel is not None and kind == REQUEST else None
+        if conversation is not None:
+            # A request takes an in-flight slot of its stream now: past the limit, this POST is the 503.
+            conversation.reserve()
+            if channel is not None and channel.idle:
+                # Nothing is queued before it: the conversation starts the call now, which is what the
+                # stream's reader would do once woken (see the module's docstring).
+                try:
+                    await conversation.receive(message)
+                except OSError:
+                    pass  # an error written to a stream whose client left: the stream is ending anyway
+                return
+        if not await self.broker.publish(session_id, message, size=size):
+            if conversation is not None:
+                conversation.release()
+            if self.broker.has_listener(session_id):
+                raise MCPError(INVALID_REQUEST, "Too many messages waiting for this session; retry", http_status=503)
+            raise MCPError(INVALID_REQUEST, "Session not found: its SSE stream closed", http_status=404)
+        if channel is not None:
+            channel.queue()
 
 
 def build_sse_routes(
