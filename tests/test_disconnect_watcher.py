@@ -9,7 +9,7 @@ from typing import Any
 import anyio
 import pytest
 
-from mcp_asgi.concurrency import DisconnectWatcher, TaskCancelScope
+from mcp_asgi.concurrency import WATCH_AFTER, DisconnectWatcher, TaskCancelScope
 
 
 class Connection:
@@ -40,6 +40,18 @@ async def test_a_block_that_never_waits_reads_nothing_and_leaves_nothing_schedul
     assert len(asyncio.all_tasks()) == tasks_before
 
 
+async def test_a_block_that_waits_briefly_starts_no_watcher() -> None:
+    # A sync tool's hop to its thread, a quick database call: no task, no read, no cancellation.
+    connection = Connection()
+    tasks_before = len(asyncio.all_tasks())
+    for _ in range(3):
+        with DisconnectWatcher(connection.receive):
+            await asyncio.sleep(WATCH_AFTER / 10)
+            assert len(asyncio.all_tasks()) == tasks_before
+    await asyncio.sleep(2 * WATCH_AFTER)
+    assert connection.reads == 0
+
+
 async def test_a_disconnect_cancels_a_block_that_waits() -> None:
     connection = Connection()
     abandoned: list[bool] = []
@@ -56,7 +68,7 @@ async def test_a_disconnect_cancels_a_block_that_waits() -> None:
 async def test_the_watcher_stops_reading_when_the_block_ends() -> None:
     connection = Connection()
     with DisconnectWatcher(connection.receive) as watch:
-        await asyncio.sleep(0.02)  # long enough for the watcher to start reading
+        await asyncio.sleep(2 * WATCH_AFTER + 0.02)  # long enough for the watcher to start reading
     assert connection.reads == 1
     connection.leave()
     await asyncio.sleep(0.02)
