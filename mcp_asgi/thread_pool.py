@@ -8,6 +8,11 @@ drops the rest:
 - at most as many threads as anyio's default thread limiter allows (40 unless the host
   changed it), started on demand, daemons, each leaving after `IDLE_SECONDS` without work;
   calls beyond that wait in order for a free thread;
+- a call goes to a thread that is already awake when there is one: it takes the call as soon
+  as it is done with its current one. A burst of quick calls (the common sync tool) is served
+  by one thread, one GIL hand-over for many calls, instead of waking a thread per call that
+  all fight for the GIL on a core. If the awake threads are busy with slow calls (blocking
+  I/O), a call waiting `STALL_SECONDS` wakes more threads, so slow calls still run side by side;
 - the caller's context variables are copied into the call, as anyio does;
 - `anyio.from_thread.run()` / `run_sync()` work inside the function: each thread claims
   itself for its loop the way anyio's own workers do (`claim_worker_thread`, whose signature
@@ -21,7 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import queue
+import sys
 import threading
 import weakref
 from collections import deque
@@ -35,6 +40,11 @@ T = TypeVar("T")
 
 # Seconds a thread waits for work before it ends (anyio's workers wait 10 s too).
 IDLE_SECONDS = 10.0
+# Seconds a call may wait for the awake threads before more are woken (checked once a period:
+# a call stuck behind a slow one waits between one and two periods). Never below the GIL's
+# switch interval (5 ms): an awake thread may wait that long for the GIL the loop holds, which
+# is no reason to wake others that would wait for it too.
+STALL_SECONDS = 0.005
 THREAD_NAME = "mcp-asgi worker thread"
 
 _Job = tuple[contextvars.Context, Callable[[], Any], "asyncio.Future[Any]", Any]
@@ -72,10 +82,15 @@ class WorkerPool:
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
-        self._jobs: queue.SimpleQueue[_Job] = queue.SimpleQueue()
         self._lock = threading.Lock()
+        self._jobs: deque[_Job] = deque()  # handed over, not yet taken by a thread
+        self._parked: list[threading.Lock] = []  # idle threads, each waiting on its own (held) lock
         self._threads = 0  # started and not yet ended
-        self._busy = 0  # calls handed over and not yet finished by a thread
+        self._awake = 0  # threads running a call or about to look for one
+        self._stall_after = max(STALL_SECONDS, sys.getswitchinterval())
+        self._max_threads = 1
+        self._stall_check: asyncio.TimerHandle | None = None
+        self._stalled_head: _Job | None = None
         # Finished calls whose callers the loop has not been told of yet (threads append, the loop pops).
         self._done: deque[tuple[asyncio.Future[Any], Any, BaseException | None]] = deque()
         self._wake_pending = False
@@ -87,21 +102,63 @@ class WorkerPool:
         """Run `fn()` in a worker thread; the caller's cancellation abandons the result."""
         future: asyncio.Future[T] = self._loop.create_future()
         scope = self._anyio.caller_scope() or self._root_scope
+        if (self._awake == 0 and not self._parked) or (self._awake and self._stall_check is None):
+            # What may start threads: read here, in the caller's task (anyio finds its limiter only
+            # from inside one), and only then (a parked thread to wake needs no new one).
+            self._max_threads = _limit()
         with self._lock:
-            self._busy += 1
-            start = self._busy > self._threads and self._threads < _limit()
-            if start:
+            self._jobs.append((contextvars.copy_context(), fn, future, scope))
+            woken = self._wake_locked(1) if self._awake == 0 else None
+        if woken is None:
+            if self._stall_check is None:  # an awake thread will take it; unless it is stuck
+                self._stall_check = self._loop.call_later(self._stall_after, self._check_stall)
+        else:
+            self._start(woken, future)
+        return await future
+
+    def _wake_locked(self, count: int) -> tuple[list[threading.Lock], int]:
+        """Wake up to `count` threads (parked ones first, then new ones); with the lock held."""
+        unpark: list[threading.Lock] = []
+        new = 0
+        for _ in range(count):
+            if self._awake >= self._max_threads:
+                break  # as many running as the limit allows (it may have been lowered since)
+            if self._parked:
+                unpark.append(self._parked.pop())
+            elif self._threads < self._max_threads:
                 self._threads += 1
-        self._jobs.put((contextvars.copy_context(), fn, future, scope))
-        if start:
+                new += 1
+            else:
+                break  # every thread is taken: the calls wait for the first one free
+            self._awake += 1
+        return unpark, new
+
+    def _start(self, woken: tuple[list[threading.Lock], int], future: asyncio.Future[Any] | None = None) -> None:
+        unpark, new = woken
+        for parked in unpark:
+            parked.release()
+        for _ in range(new):
             try:
                 threading.Thread(target=self._work, name=THREAD_NAME, daemon=True).start()
             except BaseException:
-                future.cancel()  # queued already: whichever thread takes it skips it
                 with self._lock:
                     self._threads -= 1
+                    self._awake -= 1
+                if future is not None:
+                    future.cancel()  # queued already: whichever thread takes it skips it
                 raise
-        return await future
+
+    def _check_stall(self) -> None:
+        """Wake more threads when the oldest waiting call has waited a whole period."""
+        self._stall_check = None
+        with self._lock:
+            head = self._jobs[0] if self._jobs else None
+            woken = self._wake_locked(len(self._jobs)) if head is not None and head is self._stalled_head else None
+            self._stalled_head = head
+        if woken is not None:
+            self._start(woken)
+        if head is not None:
+            self._stall_check = self._loop.call_later(self._stall_after, self._check_stall)
 
     def _work(self) -> None:
         claim = self._anyio.claim
@@ -112,17 +169,27 @@ class WorkerPool:
             self._serve()
 
     def _serve(self) -> None:
+        parking = threading.Lock()
+        parking.acquire()
         while True:
-            try:
-                job = self._jobs.get(timeout=IDLE_SECONDS)
-            except queue.Empty:
-                with self._lock:
-                    # Leave only if the threads that stay can still take every call handed over.
-                    if self._busy < self._threads:
-                        self._threads -= 1
-                        return
+            with self._lock:
+                if self._jobs:
+                    job: _Job | None = self._jobs.popleft()
+                else:
+                    job = None
+                    self._awake -= 1
+                    self._parked.append(parking)
+            if job is not None:
+                self._run(*job)
                 continue
-            self._run(*job)
+            if parking.acquire(timeout=IDLE_SECONDS):
+                continue  # woken: counted awake by whoever woke us
+            with self._lock:
+                if parking in self._parked:  # nobody came for us: leave
+                    self._parked.remove(parking)
+                    self._threads -= 1
+                    return
+            parking.acquire()  # woken just as we gave up: take that wake-up
 
     def _run(
         self, context: contextvars.Context, fn: Callable[[], Any], future: asyncio.Future[Any], scope: Any
@@ -140,8 +207,6 @@ class WorkerPool:
             finally:
                 if locals_ is not None:
                     del locals_.current_cancel_scope
-        with self._lock:
-            self._busy -= 1
         self._done.append((future, result, error))
         if not self._wake_pending:
             # One wake-up of the loop (a write to its self-pipe) for every result that lands
