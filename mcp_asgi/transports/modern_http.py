@@ -3,7 +3,8 @@
 The request's headers must mirror its body (`MCP-Protocol-Version`, `Mcp-Method`,
 `Mcp-Name`, `Mcp-Param-*`), so gateways can route without reading the body. A call
 that runs user code is cancelled when the client closes the connection: that is
-how a 2026-07-28 client cancels.
+how a 2026-07-28 client cancels. The connection is watched from the call's first 50 ms
+on (`concurrency.WATCH_AFTER`): shorter calls end before a watch would pay off.
 """
 
 from __future__ import annotations
