@@ -5,9 +5,10 @@
 `bench/setup` installs what this needs (wrk, and uvicorn[standard] into `.venv-bench`); run it
 with `.venv-bench/bin/python bench/wrk.py`. Each app runs in one uvicorn worker pinned to one
 core, and wrk (the outside load generator) is pinned to another, so the generator's own cost
-never hides the server's. Rounds are interleaved: every path, and the bare route they are
-compared with, is measured once per round. Every figure is a ratio to the bare route measured
-in the same run, under the same HTTP server (h11, and httptools + uvloop when installed).
+never hides the server's. Rounds are interleaved: every path is measured once per round, right
+after the bare route it is compared with, and its figure is the median over the rounds of its
+rate over that bare route's (the machine's speed drifts within a round), under the same HTTP
+server (h11, and httptools + uvloop when installed).
 `--smoke` runs everything once for a second, to prove the benchmark still works (CI).
 
 Each ratio is followed by "(CPU x)": the bare route's server CPU time per request over the
@@ -287,12 +288,16 @@ def cores() -> tuple[int | None, int | None]:
 Figures = dict[str, dict[str, list[float]]]
 
 
-def run(args: argparse.Namespace) -> tuple[Figures, Figures]:
-    """Operations per second, and server CPU seconds per operation, of every selected path."""
+def run(args: argparse.Namespace) -> tuple[Figures, Figures, Figures, Figures]:
+    """Per path: operations per second, server CPU seconds per operation, and both as ratios to the bare
+    route measured right before it (the machine's speed drifts within a round: a baseline taken a
+    minute earlier moved the late rows' ratios by 0.2)."""
     server_cpu, load_cpu = cores()
     flavors = flavors_available()
     rates: Figures = {flavor: {p.name: [] for p in PATHS} for flavor in flavors}
     cpu: Figures = {flavor: {p.name: [] for p in PATHS} for flavor in flavors}
+    rate_ratios: Figures = {flavor: {p.name: [] for p in PATHS} for flavor in flavors}
+    cpu_ratios: Figures = {flavor: {p.name: [] for p in PATHS} for flavor in flavors}
     with redis_server(load_cpu) as redis_url:
         apps = {"bare": "bench.apps:bare_app", "mcp": "bench.apps:mcp_app", "list": "bench.apps:list_app"}
         apps["sse"] = "bench.apps:sse_app"
@@ -308,23 +313,39 @@ def run(args: argparse.Namespace) -> tuple[Figures, Figures]:
                 server.start()
             for round_ in range(args.rounds):
                 for flavor in flavors:
+                    baseline: tuple[float, float] | None = None
                     for path in PATHS:
                         server = servers.get((flavor, path.server))
                         if server is None or not selected(path, args.only):
                             continue
+                        if path.unit == "ratio" and path is not PATHS[0]:
+                            baseline = sample(PATHS[0], servers[flavor, "bare"], args, load_cpu, rates, cpu, flavor)
                         if round_ == 0 and not args.smoke:  # warm-up, not counted
                             measure(path, server, 1.0, args.connections, load_cpu)
-                        used = server.cpu_seconds()
-                        rate = measure(path, server, args.seconds, args.connections, load_cpu)
-                        used = server.cpu_seconds() - used
-                        rates[flavor][path.name].append(rate)
-                        if used > 0:
-                            cpu[flavor][path.name].append(used / (rate * max(1, round(args.seconds))))
+                        rate, per_op = sample(path, server, args, load_cpu, rates, cpu, flavor)
                         print(f"  round {round_ + 1} {flavor:<9} {path.name:<56} {rate:9.0f}/s", flush=True)
+                        if path.unit == "ratio" and path is not PATHS[0] and baseline is not None:
+                            rate_ratios[flavor][path.name].append(rate / baseline[0])
+                            if per_op > 0 and baseline[1] > 0:
+                                cpu_ratios[flavor][path.name].append(baseline[1] / per_op)
         finally:
             for server in servers.values():
                 server.stop()
-    return rates, cpu
+    return rates, cpu, rate_ratios, cpu_ratios
+
+
+def sample(
+    path: Row, server: Server, args: argparse.Namespace, load_cpu: int | None, rates: Figures, cpu: Figures, flavor: str
+) -> tuple[float, float]:
+    """One measurement of `path`, recorded: its rate and its server CPU seconds per operation (0 if unknown)."""
+    used = server.cpu_seconds()
+    rate = measure(path, server, args.seconds, args.connections, load_cpu)
+    used = server.cpu_seconds() - used
+    rates[flavor][path.name].append(rate)
+    per_op = used / (rate * max(1, round(args.seconds))) if used > 0 else 0.0
+    if per_op:
+        cpu[flavor][path.name].append(per_op)
+    return rate, per_op
 
 
 def selected(path: Row, only: list[str]) -> bool:
@@ -332,11 +353,10 @@ def selected(path: Row, only: list[str]) -> bool:
     return path is PATHS[0] or not only or any(word.lower() in path.name.lower() for word in only)
 
 
-def table(rates: Figures, cpu: Figures, args: argparse.Namespace) -> str:
+def table(rates: Figures, cpu: Figures, rate_ratios: Figures, cpu_ratios: Figures, args: argparse.Namespace) -> str:
     flavors = list(rates)
     names = {"h11": "uvicorn (h11)", "httptools": "uvicorn[standard] (httptools, uvloop)"}
     lines = ["| path | " + " | ".join(names[f] for f in flavors) + " |", "|---|" + "---|" * len(flavors)]
-    bare = {f: statistics.mean(rates[f][PATHS[0].name]) for f in flavors}
     memory = "2025-11-25 session tools/call, JSON reply"
     for path in PATHS:
         if not selected(path, args.only):
@@ -354,20 +374,21 @@ def table(rates: Figures, cpu: Figures, args: argparse.Namespace) -> str:
                 cells.append(f"{rate:,.0f}/s")
             elif path.server == "redis" and rates[flavor][memory]:
                 in_memory = statistics.mean(rates[flavor][memory])
-                cells.append(f"{rate / bare[flavor]:.2f} ({rate / in_memory:.2f}x in-memory)")
+                ratio = statistics.median(rate_ratios[flavor][path.name])
+                cells.append(f"{ratio:.2f} ({rate / in_memory:.2f}x in-memory)")
             else:
-                cells.append(f"{rate / bare[flavor]:.2f}")
-            if path is not PATHS[0] and path.unit == "ratio" and cpu[flavor][path.name] and cpu[flavor][PATHS[0].name]:
+                cells.append(f"{statistics.median(rate_ratios[flavor][path.name]):.2f}")
+            if path is not PATHS[0] and path.unit == "ratio" and cpu_ratios[flavor][path.name]:
                 # The bare route's server CPU per request over this path's: what the ratio would be on a
                 # server core nothing else uses (robust to other load on the machine, unlike the rate).
-                share = statistics.mean(cpu[flavor][PATHS[0].name]) / statistics.mean(cpu[flavor][path.name])
-                cells[-1] += f" (CPU {share:.2f})"
+                cells[-1] += f" (CPU {statistics.median(cpu_ratios[flavor][path.name]):.2f})"
         lines.append(f"| {path.name} | " + " | ".join(cells) + " |")
     python = f"{platform.python_implementation()} {platform.python_version()}"
     machine = f"{platform.machine()}, {os.cpu_count()} cores, {python}"
     lines.append("")
     lines.append(
-        f"{args.rounds} interleaved round(s) of {args.seconds:g} s per path, {args.connections} connections "
+        f"{args.rounds} interleaved round(s) of {args.seconds:g} s per path, each ratio the median over the rounds "
+        f"of the path's rate over the bare route's measured right before it; {args.connections} connections "
         f"(legacy SSE: {args.connections} calls in flight, by bench/sse_client.py), "
         f"one uvicorn worker pinned to one core, wrk pinned to another; {machine}."
     )
