@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import anyio
 
 from mcp_asgi import shutdown, thread_pool
+from mcp_asgi.thread_pool import anyio_scope
 
 if TYPE_CHECKING:
     from anyio.abc import ObjectReceiveStream
@@ -61,7 +62,7 @@ class TaskCancelScope:
 
     def __enter__(self) -> TaskCancelScope:
         self._task = asyncio.current_task()
-        self._outer = _anyio_scope(self._task)
+        self._outer = anyio_scope(self._task)
         if self.cancel_called:
             self._deliver()
         return self
@@ -221,37 +222,14 @@ def _arming() -> _Arming:
 _armings: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Arming] = weakref.WeakKeyDictionary()
 
 
-def _anyio_scope(task: asyncio.Task[Any] | None) -> Any:
-    """The innermost anyio cancel scope `task` is in, if anyio's asyncio backend keeps track of it."""
-    states = _anyio_task_states()
-    state = states.get(task) if states is not None and task is not None else None
-    return getattr(state, "cancel_scope", None)
-
-
 def _shielded(task: asyncio.Task[Any], outer: Any) -> bool:
     """Whether `task` is inside a shielded anyio scope that it entered within `outer`."""
-    scope = _anyio_scope(task)
+    scope = anyio_scope(task)
     while scope is not None and scope is not outer:
         if scope.shield:
             return True
         scope = getattr(scope, "_parent_scope", None)
     return False
-
-
-def _anyio_task_states() -> Any:
-    """anyio's record of the scopes each task is in (a private name; None if a later anyio drops it)."""
-    global _TASK_STATES
-    if _TASK_STATES is _UNSET:
-        try:
-            from anyio._backends._asyncio import _task_states
-        except ImportError:  # pragma: no cover - an anyio without it: shields go unseen
-            _task_states = None
-        _TASK_STATES = _task_states
-    return _TASK_STATES
-
-
-_UNSET: Any = object()
-_TASK_STATES: Any = _UNSET
 
 
 def write_lock() -> asyncio.Lock:

@@ -55,9 +55,10 @@ class EndpointRoute(BaseRoute):
         self.name = name
 
     def matches(self, scope: Scope) -> tuple[Match, Scope]:
-        if scope["type"] == "http" and get_route_path(scope).rstrip("/") == self.path:
-            return Match.FULL, {}
-        return Match.NONE, {}
+        return (Match.FULL, {}) if self.matches_http(scope) else (Match.NONE, {})
+
+    def matches_http(self, scope: Scope) -> bool:
+        return scope["type"] == "http" and get_route_path(scope).rstrip("/") == self.path
 
     def url_path_for(self, name: str, /, **path_params: Any) -> Any:
         from starlette.datastructures import URLPath
@@ -83,12 +84,7 @@ class MCPApp(Starlette):
         if "mcp_asgi.host_app" not in scope:
             scope["mcp_asgi.host_app"] = scope.get("app", self)
         direct = self._direct
-        if (
-            direct is not None
-            and scope["type"] == "http"
-            and get_route_path(scope).rstrip("/") == direct.path
-            and self.router.routes[0] is direct
-        ):
+        if direct is not None and direct.matches_http(scope) and self.router.routes[0] is direct:
             # What the skipped layers would have put in the scope, for `ctx.request` and the tools' code.
             scope["app"] = self
             if "router" not in scope:

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
 import sys
 import threading
 import weakref
@@ -51,7 +52,7 @@ _Job = tuple[contextvars.Context, Callable[[], Any], "asyncio.Future[Any]", Any]
 
 
 class _AnyioHooks:
-    """anyio's thread claim, its thread locals, and a finder of the caller's cancel scope (private names).
+    """anyio's thread claim, its thread locals, and the caller's cancel scope (private names).
 
     Looked up when the first pool is made, not at import: anyio's asyncio backend is only
     imported once a loop runs.
@@ -61,20 +62,33 @@ class _AnyioHooks:
         self.claim: Callable[..., Any] | None = None
         self.threadlocals: Any = None
         self.backend: Any = None
-        self._states: Any = None
         try:
-            from anyio._backends import _asyncio as backend
             from anyio._core._eventloop import claim_worker_thread, get_async_backend, threadlocals
         except ImportError:  # a future anyio without them: from_thread needs an explicit token then
             return
         self.claim = claim_worker_thread
         self.threadlocals = threadlocals
         self.backend = get_async_backend()
-        self._states = getattr(backend, "_task_states", None)
 
     def caller_scope(self) -> Any:
-        state = self._states.get(asyncio.current_task()) if self._states is not None else None
-        return getattr(state, "cancel_scope", None)
+        return anyio_scope(asyncio.current_task())
+
+
+def anyio_scope(task: asyncio.Task[Any] | None) -> Any:
+    """The innermost anyio cancel scope `task` is in, from anyio's private record of tasks (None without it)."""
+    states = _anyio_task_states()
+    state = states.get(task) if states is not None and task is not None else None
+    return getattr(state, "cancel_scope", None)
+
+
+@functools.cache
+def _anyio_task_states() -> Any:
+    # Imported on first use, not at import: anyio's asyncio backend is only imported once a loop runs.
+    try:
+        from anyio._backends._asyncio import _task_states
+    except ImportError:  # pragma: no cover - an anyio without it
+        return None
+    return _task_states
 
 
 class WorkerPool:

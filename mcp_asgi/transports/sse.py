@@ -400,10 +400,10 @@ class SSEEndpoint:
         """Give a POSTed message to the stream this worker holds: straight to its conversation, or queued."""
         channel = self._channels.get(session_id)
         conversation = channel.conversation if channel is not None and kind == REQUEST else None
-        if conversation is not None:
+        if channel is not None and conversation is not None:
             # A request takes an in-flight slot of its stream now: past the limit, this POST is the 503.
             conversation.reserve()
-            if channel is not None and channel.idle:
+            if channel.idle:
                 # Nothing is queued before it: the conversation starts the call now, which is what the
                 # stream's reader would do once woken (see the module's docstring).
                 try:
