@@ -9,10 +9,12 @@ drops the rest:
   changed it), started on demand, daemons, each leaving after `IDLE_SECONDS` without work;
   calls beyond that wait in order for a free thread;
 - a call goes to a thread that is already awake when there is one: it takes the call as soon
-  as it is done with its current one. A burst of quick calls (the common sync tool) is served
-  by one thread, one GIL hand-over for many calls, instead of waking a thread per call that
-  all fight for the GIL on a core. If the awake threads are busy with slow calls (blocking
-  I/O), a call waiting `STALL_SECONDS` wakes more threads, so slow calls still run side by side;
+  as it is done with its current one. When none is, one is woken at the end of the loop's
+  turn, after every request of that turn has queued its call. A burst of quick calls (the
+  common sync tool) is served by one thread, one GIL hand-over for many calls, instead of
+  waking a thread per call that all fight for the GIL on a core. If the awake threads are
+  busy with slow calls (blocking I/O), a call waiting `STALL_SECONDS` wakes more threads, so
+  slow calls still run side by side;
 - the caller's context variables are copied into the call, as anyio does;
 - `anyio.from_thread.run()` / `run_sync()` work inside the function: each thread claims
   itself for its loop the way anyio's own workers do (`claim_worker_thread`, whose signature
@@ -108,6 +110,7 @@ class WorkerPool:
         # Finished calls whose callers the loop has not been told of yet (threads append, the loop pops).
         self._done: deque[tuple[asyncio.Future[Any], Any, BaseException | None]] = deque()
         self._wake_pending = False
+        self._wake_scheduled = False
         self._anyio = _AnyioHooks()
         # Handed to from_thread when the caller is in no anyio scope (anyio 4.4 requires one).
         self._root_scope = anyio.CancelScope()
@@ -122,13 +125,42 @@ class WorkerPool:
             self._max_threads = _limit()
         with self._lock:
             self._jobs.append((contextvars.copy_context(), fn, future, scope))
-            woken = self._wake_locked(1) if self._awake == 0 else None
-        if woken is None:
-            if self._stall_check is None:  # an awake thread will take it; unless it is stuck
-                self._stall_check = self._loop.call_later(self._stall_after, self._check_stall)
-        else:
-            self._start(woken, future)
+            idle = self._awake == 0
+        if idle:
+            # No thread awake: wake one once this loop turn's other callbacks have run, so the
+            # calls a burst of requests queues in the same turn go to it together, one GIL
+            # hand-over and one pair of context switches for all of them (half as many switches
+            # per call under load as waking it at the first call).
+            if not self._wake_scheduled:
+                self._wake_scheduled = True
+                self._loop.call_soon(self._wake_one)
+        elif self._stall_check is None:  # an awake thread will take it; unless it is stuck
+            self._stall_check = self._loop.call_later(self._stall_after, self._check_stall)
         return await future
+
+    def _wake_one(self) -> None:
+        self._wake_scheduled = False
+        with self._lock:
+            woken = self._wake_locked(1) if self._awake == 0 and self._jobs else None
+            more = len(self._jobs) > 1
+        if woken is not None:
+            try:
+                self._start(woken)
+            except BaseException as exc:  # no thread could start: the calls waiting fail with its reason
+                self._fail_waiting(exc)
+                return
+        if more and self._stall_check is None:  # the rest wait for it: unless it is stuck
+            self._stall_check = self._loop.call_later(self._stall_after, self._check_stall)
+
+    def _fail_waiting(self, error: BaseException) -> None:
+        with self._lock:
+            if self._awake:
+                return  # another thread runs; it will take them
+            jobs = list(self._jobs)
+            self._jobs.clear()
+        for _, _, future, _ in jobs:
+            if not future.done():
+                future.set_exception(error)
 
     def _wake_locked(self, count: int) -> tuple[list[threading.Lock], int]:
         """Wake up to `count` threads (parked ones first, then new ones); with the lock held."""
@@ -147,7 +179,7 @@ class WorkerPool:
             self._awake += 1
         return unpark, new
 
-    def _start(self, woken: tuple[list[threading.Lock], int], future: asyncio.Future[Any] | None = None) -> None:
+    def _start(self, woken: tuple[list[threading.Lock], int]) -> None:
         unpark, new = woken
         for parked in unpark:
             parked.release()
@@ -158,8 +190,6 @@ class WorkerPool:
                 with self._lock:
                     self._threads -= 1
                     self._awake -= 1
-                if future is not None:
-                    future.cancel()  # queued already: whichever thread takes it skips it
                 raise
 
     def _check_stall(self) -> None:

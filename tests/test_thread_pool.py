@@ -14,7 +14,7 @@ import pytest
 from mcp import Client
 
 from mcp_asgi import Context, MCPServer
-from mcp_asgi.thread_pool import THREAD_NAME, pool
+from mcp_asgi.thread_pool import THREAD_NAME, WorkerPool, pool
 from tests.conftest import serve
 
 request_name: contextvars.ContextVar[str] = contextvars.ContextVar("request_name", default="unset")
@@ -192,3 +192,19 @@ async def test_shutdown_answers_a_sync_call_after_its_period_while_the_thread_fi
     assert not finished.is_set()
     release.set()
     assert await asyncio.to_thread(finished.wait, 5)
+
+
+async def test_calls_fail_with_the_reason_when_no_thread_can_start(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The thread is started after the callers queued (at the end of the loop's turn): each of them
+    # gets the error, none is left waiting forever; the next calls start a thread as usual.
+    workers = WorkerPool(asyncio.get_running_loop())
+
+    def refuse(self: threading.Thread) -> None:
+        raise RuntimeError("can't start new thread")
+
+    monkeypatch.setattr(threading.Thread, "start", refuse)
+    calls = asyncio.gather(*(workers.run(lambda: 1) for _ in range(3)), return_exceptions=True)
+    outcomes = await asyncio.wait_for(calls, 5)
+    assert [str(outcome) for outcome in outcomes] == ["can't start new thread"] * 3
+    monkeypatch.undo()
+    assert await workers.run(lambda: 2) == 2
