@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import re
-from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -38,14 +37,30 @@ _DATA_KEYWORDS = frozenset({"default", "examples", "const", "enum"})
 _SCHEMA_MAPS = frozenset({"properties", "patternProperties", "$defs", "definitions", "dependentSchemas"})
 
 
-@dataclass(frozen=True)
+# Not a dataclass: `import mcp_asgi` loads this module, and creating a dataclass exec()s the
+# source of its methods (ten of them were a quarter of our import cost).
 class MirroredParam:
     """One parameter a client mirrors into a header."""
 
-    path: tuple[str, ...]  # chain of `properties` keys from the schema root
-    name: str  # the x-mcp-header value as written, e.g. "Region"
-    header: str  # lower-cased full header name, e.g. "mcp-param-region"
-    kind: str  # "string" | "integer" | "boolean"
+    __slots__ = ("path", "name", "header", "kind")
+
+    def __init__(self, path: tuple[str, ...], name: str, header: str, kind: str) -> None:
+        self.path = path  # chain of `properties` keys from the schema root
+        self.name = name  # the x-mcp-header value as written, e.g. "Region"
+        self.header = header  # lower-cased full header name, e.g. "mcp-param-region"
+        self.kind = kind  # "string" | "integer" | "boolean"
+
+    def _key(self) -> tuple[tuple[str, ...], str, str, str]:
+        return (self.path, self.name, self.header, self.kind)
+
+    def __eq__(self, other: object) -> bool:
+        return self._key() == other._key() if isinstance(other, MirroredParam) else NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def __repr__(self) -> str:
+        return f"MirroredParam(path={self.path!r}, name={self.name!r}, header={self.header!r}, kind={self.kind!r})"
 
     @property
     def display(self) -> str:
