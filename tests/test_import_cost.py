@@ -38,6 +38,7 @@ FEATURE_MODULES = [
     "mcp_asgi.quart",
     "mcp_asgi.cli",
     "mcp_asgi.transports.stdio",
+    "mcp_asgi.protocol.answers",  # what ctx.elicit / ctx.sample return: loaded with a client's first answer
     "starlette.middleware.cors",  # loaded by the CORS helpers
     # anyio loads these on first use; type hints of ours must not load them at import.
     "anyio.streams.memory",
@@ -76,3 +77,51 @@ def test_prompt_message_is_there_when_asked_for() -> None:
     assert PromptMessage("hello").model_dump() == {"role": "user", "content": "hello"}
     with pytest.raises(AttributeError):
         _ = prompts.NoSuchName  # type: ignore[attr-defined]
+
+
+# Creating a dataclass exec()s the generated source of its methods: ten of them were a quarter of
+# our share of `import mcp_asgi`. The ones left are public classes users may treat as dataclasses
+# (`dataclasses.replace`, `asdict`); an internal record is a plain class with `__slots__`.
+PUBLIC_DATACLASSES = {
+    "mcp_asgi.components.content.File",
+    "mcp_asgi.components.tools.ToolResult",
+    "mcp_asgi.transports.sessions.SessionRecord",
+}
+
+
+def _dataclasses_after(code: str) -> set[str]:
+    probe = (
+        f"import dataclasses, sys; {code}; "
+        "print(sorted({f'{c.__module__}.{c.__qualname__}' for n, m in list(sys.modules.items()) "
+        "if n.startswith('mcp_asgi') for c in vars(m).values() "
+        "if isinstance(c, type) and c.__module__ == n and dataclasses.is_dataclass(c)}))"
+    )
+    output = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    return set(ast.literal_eval(output.strip()))
+
+
+@pytest.mark.parametrize("code", ["import mcp_asgi", "import mcp_asgi.fastapi"])
+def test_importing_creates_only_the_public_dataclasses(code: str) -> None:
+    assert _dataclasses_after(code) == PUBLIC_DATACLASSES
+
+
+def test_the_probe_sees_a_dataclass_it_loads() -> None:
+    # The probe above must not pass by missing dataclasses: loading the answers module shows two more.
+    found = _dataclasses_after("import mcp_asgi.protocol.answers")
+    assert found - PUBLIC_DATACLASSES == {
+        "mcp_asgi.protocol.answers.ElicitationResult",
+        "mcp_asgi.protocol.answers.SamplingResult",
+    }
+
+
+def test_lazy_answers_are_the_dataclasses_ctx_returns() -> None:
+    import dataclasses
+
+    import mcp_asgi
+    from mcp_asgi.protocol.mrtr import Elicit, Sample
+
+    accepted = Elicit("name?").parse({"action": "accept", "content": {"name": "Ada"}})
+    assert type(accepted) is mcp_asgi.ElicitationResult and accepted.accepted
+    assert dataclasses.replace(accepted, action="decline") == mcp_asgi.ElicitationResult("decline", {"name": "Ada"})
+    sampled = Sample("hi").parse({"role": "assistant", "content": {"type": "text", "text": "hello"}})
+    assert type(sampled) is mcp_asgi.SamplingResult and sampled.text == "hello"
