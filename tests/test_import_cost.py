@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import os
 import subprocess
 import sys
 
@@ -40,6 +41,7 @@ FEATURE_MODULES = [
     "mcp_asgi.transports.stdio",
     "mcp_asgi.protocol.answers",  # what ctx.elicit / ctx.sample return: loaded with a client's first answer
     "starlette.middleware.cors",  # loaded by the CORS helpers
+    "pathlib",  # loaded by media built from a path (Image(path=...), FileContent)
     # anyio loads these on first use; type hints of ours must not load them at import.
     "anyio.streams.memory",
     "anyio._core._synchronization",
@@ -125,3 +127,18 @@ def test_lazy_answers_are_the_dataclasses_ctx_returns() -> None:
     assert dataclasses.replace(accepted, action="decline") == mcp_asgi.ElicitationResult("decline", {"name": "Ada"})
     sampled = Sample("hi").parse({"role": "assistant", "content": {"type": "text", "text": "hello"}})
     assert type(sampled) is mcp_asgi.SamplingResult and sampled.text == "hello"
+
+
+def test_media_paths_work_without_pathlib_at_import() -> None:
+    import pathlib
+    import typing
+
+    import pydantic
+
+    from mcp_asgi import FileContent, Image
+
+    assert isinstance(Image(path="chart.png").path, pathlib.Path)
+    # The dataclass's hints resolve at runtime: pydantic builds a schema for a result holding one.
+    assert typing.get_type_hints(FileContent)["path"] == str | os.PathLike[str] | None
+    schema = pydantic.TypeAdapter(dict[str, FileContent]).json_schema()
+    assert {"format": "path", "type": "string"} in schema["$defs"]["File"]["properties"]["path"]["anyOf"]
