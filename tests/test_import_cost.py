@@ -142,3 +142,21 @@ def test_media_paths_work_without_pathlib_at_import() -> None:
     assert typing.get_type_hints(FileContent)["path"] == str | os.PathLike[str] | None
     schema = pydantic.TypeAdapter(dict[str, FileContent]).json_schema()
     assert {"format": "path", "type": "string"} in schema["$defs"]["File"]["properties"]["path"]["anyOf"]
+
+
+# Compiling a regular expression costs about what creating a small dataclass does; patterns only
+# some requests or definitions use are compiled on first use (by `re`'s cache) instead.
+HOT_PATTERNS = {"mcp_asgi.protocol.param_headers": 2}  # header values, checked on each request
+
+
+def test_importing_mcp_asgi_compiles_only_hot_path_patterns() -> None:
+    probe = (
+        f"{DEPENDENCIES}; import collections, re, sys; compiled = collections.Counter(); compile = re.compile\n"
+        "def counting(pattern, flags=0):\n"
+        "    compiled[sys._getframe(1).f_globals.get('__name__')] += 1\n"
+        "    return compile(pattern, flags)\n"
+        "re.compile = counting; import mcp_asgi; re.compile = compile\n"
+        "print({name: n for name, n in compiled.items() if name.startswith('mcp_asgi')})"
+    )
+    output = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert ast.literal_eval(output.strip()) == HOT_PATTERNS

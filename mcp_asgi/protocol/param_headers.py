@@ -22,8 +22,9 @@ __all__ = ["MirroredParam", "ParamHeader", "param_headers", "validate_param_head
 ANNOTATION = "x-mcp-header"
 HEADER_PREFIX = "mcp-param-"
 
-# RFC 9110 section 5.1: field-name = token = 1*tchar.
-_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+# RFC 9110 section 5.1: field-name = token = 1*tchar. Compiled on first use (by `re`'s cache),
+# not by `import mcp_asgi`: only x-mcp-header names are checked with it, when a tool is defined.
+_TOKEN = r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
 # RFC 9110 field values: visible ASCII, space and horizontal tab.
 _FIELD_VALUE = re.compile(r"[\x20-\x7e\t]*")
 _JSON_NUMBER = re.compile(r"-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?")
@@ -150,7 +151,7 @@ def _reject_nested(value: Any, via: str, path: tuple[str, ...], is_map: bool = F
 def _check_name(name: Any, where: str) -> None:
     if not isinstance(name, str) or not name:
         raise ValueError(f"x-mcp-header on {where} must be a non-empty string, got {name!r}")
-    if not _TOKEN.fullmatch(name):
+    if not re.fullmatch(_TOKEN, name):
         raise ValueError(
             f"x-mcp-header {name!r} on {where} is not a valid HTTP header name: use letters, digits and "
             "!#$%&'*+-.^_`|~ only (RFC 9110 token; no spaces, colons or control characters)"
