@@ -40,6 +40,10 @@ FEATURE_MODULES = [
     "mcp_asgi.cli",
     "mcp_asgi.transports.stdio",
     "mcp_asgi.protocol.answers",  # what ctx.elicit / ctx.sample return: loaded with a client's first answer
+    "mcp_asgi.http_app",  # the HTTP transports: loaded by `MCPServer.http_app()`
+    "mcp_asgi.transports.streamable_http",
+    "mcp_asgi.transports.session_http",
+    "mcp_asgi.asgi.security",
     "starlette.middleware.cors",  # loaded by the CORS helpers
     "pathlib",  # loaded by media built from a path (Image(path=...), FileContent)
     # anyio loads these on first use; type hints of ours must not load them at import.
@@ -61,6 +65,16 @@ def test_importing_mcp_asgi_leaves_feature_modules_unloaded() -> None:
     # A module our dependencies load by themselves is not ours to avoid (a newer anyio might).
     by_dependencies = _loaded_after(DEPENDENCIES, FEATURE_MODULES)
     assert _loaded_after("import mcp_asgi", FEATURE_MODULES) == by_dependencies
+
+
+HTTP_MODULES = ["mcp_asgi.http_app", "mcp_asgi.transports.streamable_http", "mcp_asgi.transports.modern_http"]
+DEFINE = "import mcp_asgi; mcp = mcp_asgi.MCPServer('demo'); mcp.tool(name='echo')(lambda text: text)"
+
+
+def test_defining_a_server_leaves_the_http_transports_unloaded() -> None:
+    # A server defined (or served over stdio) needs no HTTP transport; `http_app()` loads them.
+    assert _loaded_after(DEFINE, HTTP_MODULES) == []
+    assert _loaded_after(f"{DEFINE}; mcp.http_app()", HTTP_MODULES) == HTTP_MODULES
 
 
 def test_every_public_name_imports_from_the_package() -> None:
