@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import warnings
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mcp_asgi.asgi import combine_lifespans, cors_middleware, mount
 from mcp_asgi.components.content import Audio, Image
@@ -12,11 +12,15 @@ from mcp_asgi.components.tools import ToolError, ToolResult
 from mcp_asgi.context import Context
 from mcp_asgi.middleware import MCPRequest
 from mcp_asgi.protocol.jsonrpc import MCPError
-from mcp_asgi.protocol.mrtr import Elicit, ElicitationResult, ListRoots, Sample, SamplingResult
+from mcp_asgi.protocol.mrtr import Elicit, ListRoots, Sample
 from mcp_asgi.protocol.param_headers import ParamHeader
 from mcp_asgi.server import FastMCP, MCPServer
 from mcp_asgi.transports.events import EventStore, InMemoryEventStore
 from mcp_asgi.transports.sessions import InMemorySessionStore, SessionRecord, SessionStore
+
+if TYPE_CHECKING:  # imported on first use, see _LAZY
+    from mcp_asgi.components.prompt_message import PromptMessage
+    from mcp_asgi.protocol.answers import ElicitationResult, SamplingResult
 
 __all__ = [
     "Audio",
@@ -53,8 +57,14 @@ _DEPRECATED = {"Header": "ParamHeader", "File": "FileContent", "Message": "Promp
 
 
 # Public names imported on first use: `PromptMessage` is a pydantic model, and pydantic's model
-# machinery is a fifth of `import mcp_asgi` (tools build their models when they are registered).
-_LAZY = {"PromptMessage": "mcp_asgi.components.prompt_message"}
+# machinery is a fifth of `import mcp_asgi` (tools build their models when they are registered);
+# creating a dataclass exec()s the source of its methods, and the answers to `ctx.elicit` and
+# `ctx.sample` are only needed once a client answers.
+_LAZY = {
+    "PromptMessage": "mcp_asgi.components.prompt_message",
+    "ElicitationResult": "mcp_asgi.protocol.answers",
+    "SamplingResult": "mcp_asgi.protocol.answers",
+}
 
 
 def _lazy(name: str) -> Any:

@@ -145,7 +145,8 @@ def find_server(module: Any, name: str | None, target: str) -> Any:
 
 def _as_target(obj: Any, name: str, wrong: list[str]) -> Any:
     """The MCPServer or AppTarget `obj` stands for, or None (with why in `wrong`)."""
-    from mcp_asgi.server import MCPApp, MCPServer
+    from mcp_asgi.http_app import MCPApp
+    from mcp_asgi.server import MCPServer
 
     if isinstance(obj, MCPServer):
         return obj
@@ -167,7 +168,8 @@ def _as_target(obj: Any, name: str, wrong: list[str]) -> Any:
 
 def _servers_in(module: Any) -> dict[str, Any]:
     """The module's MCP servers by the first global name each is bound to (an MCPApp counts as its server)."""
-    from mcp_asgi.server import MCPApp, MCPServer
+    from mcp_asgi.http_app import MCPApp
+    from mcp_asgi.server import MCPServer
 
     found: dict[str, Any] = {}
     for key, value in vars(module).items():
@@ -205,7 +207,7 @@ def _mounted_mcp_apps(app: Any, prefix: str = "", depth: int = 0) -> Iterator[tu
     """(path, MCP app) for each MCP app mounted in `app`, nested mounts included."""
     from starlette.routing import Mount
 
-    from mcp_asgi.server import MCPApp
+    from mcp_asgi.http_app import MCPApp
 
     if depth > 8:  # deeper nesting is unheard of; the bound also stops a mount cycle
         return

@@ -6,21 +6,13 @@ from typing import TYPE_CHECKING, Any
 
 from mcp_asgi.protocol.dispatch import LEVEL_RANK, LOG_LEVELS
 from mcp_asgi.protocol.jsonrpc import INVALID_REQUEST, MCPError, notification
-from mcp_asgi.protocol.mrtr import (
-    Elicit,
-    ElicitationResult,
-    InputRequired,
-    InputSpec,
-    ListRoots,
-    Sample,
-    SamplingResult,
-    missing_capability,
-)
+from mcp_asgi.protocol.mrtr import Elicit, InputRequired, InputSpec, ListRoots, Sample, missing_capability
 
 if TYPE_CHECKING:
     from starlette.requests import Request
 
     from mcp_asgi.auth.tokens import AccessToken
+    from mcp_asgi.protocol.answers import ElicitationResult, SamplingResult
     from mcp_asgi.protocol.dispatch import Call
     from mcp_asgi.server import MCPServer
 

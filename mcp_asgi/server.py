@@ -20,7 +20,6 @@ from mcp_asgi.components.resources import Resource, ResourceTemplate, is_templat
 from mcp_asgi.components.signature import FunctionArguments, caller_namespace
 from mcp_asgi.components.tools import Tool, ToolOptions
 from mcp_asgi.context import Context
-from mcp_asgi.http_app import MCPApp, build_http_app, checked_auth
 from mcp_asgi.middleware import build_handlers, check_middleware, telemetry_layer
 from mcp_asgi.protocol.dispatch import Call, ProtocolCore
 from mcp_asgi.protocol.jsonrpc import INTERNAL_ERROR, MCPError
@@ -37,6 +36,7 @@ if TYPE_CHECKING:
 
     from mcp_asgi.auth.bearer import BearerAuth, HostAuth
     from mcp_asgi.backend import Backend
+    from mcp_asgi.http_app import MCPApp
     from mcp_asgi.tasks.runner import TaskRunner
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -159,7 +159,11 @@ class MCPServer:
             self, task_runner, task_ttl_ms, task_poll_interval_ms, task_shutdown_grace
         )
         # Who may call the MCP endpoint over HTTP (stdio is unaffected); `http_app(auth=)` wins.
-        self.auth = checked_auth(auth)
+        if auth is not None:
+            from mcp_asgi.auth.bearer import check_auth
+
+            auth = check_auth(auth)
+        self.auth = auth
         # MCP middleware (mcp_asgi/middleware.py), outermost first; telemetry, when on, is the outermost.
         self._middleware: list[Any] = []
         for layer in [*telemetry_layer(telemetry), *(middleware or ())]:
@@ -513,6 +517,10 @@ class MCPServer:
         `dependencies` (FastAPI `Depends(...)`) run once per HTTP request to the endpoint, after `auth`,
         as a FastAPI router's do: an `HTTPException` there answers (see `mcp_asgi.dependencies`).
         """
+        # Here, not at module level: the HTTP transports were 30% of our `import mcp_asgi`, and a
+        # server that is only defined, or served over stdio, does not need them.
+        from mcp_asgi.http_app import build_http_app
+
         return build_http_app(
             self,
             path=path,
@@ -573,6 +581,15 @@ class MCPServer:
     def __mcp_asgi_app__(self) -> MCPApp:
         """The app `mount()` and `combine_lifespans()` use: the endpoint at the mount root."""
         return self.http_app(path="/")
+
+
+def __getattr__(name: str) -> Any:
+    # `MCPApp` was importable from here; its module is now loaded by the first `http_app()`.
+    if name == "MCPApp":
+        from mcp_asgi.http_app import MCPApp
+
+        return MCPApp
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def install_tasks(

@@ -7,7 +7,6 @@ work; this module knows which methods and headers MCP needs.
 
 from __future__ import annotations
 
-import dataclasses
 import inspect
 import re
 from collections.abc import Iterable
@@ -91,7 +90,8 @@ def _unique(names: tuple[str, ...]) -> list[str]:
     return list(seen.values())
 
 
-@dataclasses.dataclass(frozen=True)
+# Not a dataclass: `import mcp_asgi` loads this module, and creating a dataclass exec()s the
+# source of its methods (ten of them were a quarter of our import cost).
 class CORSOrigins:
     """The browser origins an app's CORS middleware allows, for the Host/Origin guard to allow too.
 
@@ -102,9 +102,17 @@ class CORSOrigins:
     origins it names, and Starlette matches it the same way (`fullmatch`).
     """
 
-    exact: frozenset[str] = frozenset()
-    patterns: tuple[re.Pattern[str], ...] = ()
-    wildcard: bool = False
+    __slots__ = ("exact", "patterns", "wildcard")
+
+    def __init__(
+        self, exact: frozenset[str] = frozenset(), patterns: tuple[re.Pattern[str], ...] = (), wildcard: bool = False
+    ) -> None:
+        self.exact = exact
+        self.patterns = patterns
+        self.wildcard = wildcard
+
+    def __repr__(self) -> str:
+        return f"CORSOrigins(exact={self.exact!r}, patterns={self.patterns!r}, wildcard={self.wildcard!r})"
 
     def allows(self, origin: str) -> bool:
         """Whether the CORS middleware would answer `origin` (exact string or regex, as Starlette)."""

@@ -28,7 +28,9 @@ from mcp_asgi.transports.http_common import REPEATED_HEADERS
 
 __all__ = ["HostOriginGuard"]
 
-_SCHEME = re.compile(r"[a-z][a-z0-9+.-]*")
+# Compiled on first use (by `re`'s cache), not by `import mcp_asgi`: only `allowed_origins`
+# entries are checked with it.
+_SCHEME = r"[a-z][a-z0-9+.-]*"
 _DEFAULT_PORTS = {"http": 80, "ws": 80, "https": 443, "wss": 443}
 # Distinct `scope["server"]` values are few (one per listening address); the cap only
 # guards against an ASGI server that reports something unusual per connection.
@@ -150,7 +152,7 @@ def _host_rule(entry: str) -> _HostRule:
 
 def _origin_rule(entry: str) -> _OriginRule:
     scheme, sep, rest = entry.partition("://")
-    if not sep or not _SCHEME.fullmatch(scheme) or not rest or "/" in rest:
+    if not sep or not re.fullmatch(_SCHEME, scheme) or not rest or "/" in rest:
         raise ValueError(
             f"`allowed_origins` entry {entry!r} must look like 'https://example.com' or 'http://localhost:*' "
             "(scheme://host[:port], no path)"

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import base64
 import mimetypes
+import os
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pydantic
 import pydantic_core
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 _CONTENT_TYPES = frozenset({"text", "image", "audio", "resource", "resource_link"})
 
@@ -42,14 +45,19 @@ class _Media:
         self,
         data: bytes | None = None,
         *,
-        path: str | Path | None = None,
+        path: str | os.PathLike[str] | None = None,
         mime_type: str | None = None,
         format: str | None = None,
     ) -> None:
         if (data is None) == (path is None):
             raise ValueError(f"{type(self).__name__} needs exactly one of `data` or `path`")
         self.data = data
-        self.path = Path(path) if path is not None else None
+        self.path: Path | None = None
+        if path is not None:
+            # Here, not at module level: pathlib is not among what `import mcp_asgi` needs.
+            from pathlib import Path
+
+            self.path = Path(path)
         if mime_type is None and format is not None:
             mime_type = f"{self.kind}/{format.lower()}"
         self.mime_type = mime_type
@@ -88,11 +96,15 @@ class File:
     """A file returned as an embedded resource: `File(path="report.pdf")` or `File(data=b"...", name="x.bin")`."""
 
     data: bytes | None = None
-    path: str | Path | None = None
+    # os.PathLike rather than pathlib.Path, which `import mcp_asgi` does not load: the hint must
+    # resolve at runtime for pydantic (a tool may return a model holding a File).
+    path: str | os.PathLike[str] | None = None
     name: str | None = None
     mime_type: str | None = None
 
     def to_content(self) -> dict[str, Any]:
+        from pathlib import Path
+
         if self.data is not None:
             raw = self.data
         elif self.path is not None:

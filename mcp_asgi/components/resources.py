@@ -20,11 +20,13 @@ from mcp_asgi.components.signature import (
 from mcp_asgi.protocol.jsonrpc import invalid_params
 from mcp_asgi.protocol.scopes import validate_scopes
 
-_PARAM = re.compile(r"{(\w+)(\*?)}")
+# Compiled on first use (by `re`'s cache), not by `import mcp_asgi`: only resource definitions
+# are parsed with it.
+_PARAM = r"{(\w+)(\*?)}"
 
 
 def is_template(uri: str) -> bool:
-    return _PARAM.search(uri) is not None
+    return re.search(_PARAM, uri) is not None
 
 
 def _contents(uri: str, value: Any, mime_type: str | None) -> list[dict[str, Any]]:
@@ -123,7 +125,7 @@ class ResourceTemplate(_ResourceBase):
         self.definition = {"uriTemplate": uri_template, **self.definition}
         pattern, last = [], 0
         self.params: list[str] = []
-        for match in _PARAM.finditer(uri_template):
+        for match in re.finditer(_PARAM, uri_template):
             pattern.append(re.escape(uri_template[last : match.start()]))
             name, star = match.group(1), match.group(2)
             pattern.append(f"(?P<{name}>.+)" if star else f"(?P<{name}>[^/]+)")

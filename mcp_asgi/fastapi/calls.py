@@ -9,7 +9,6 @@ rather than buffered without end, and an endless stream ends at that bound too.
 from __future__ import annotations
 
 import base64
-import dataclasses
 import json
 import logging
 import re
@@ -40,11 +39,15 @@ class _TooLarge(Exception):
     pass
 
 
-@dataclasses.dataclass
+# Plain classes, not dataclasses: creating a dataclass exec()s the source of its methods, a cost
+# `import mcp_asgi.fastapi` would pay for records nothing compares or prints.
 class _Answer:
-    status: int = 0
-    headers: list[tuple[bytes, bytes]] = dataclasses.field(default_factory=list)
-    body: bytearray = dataclasses.field(default_factory=bytearray)
+    __slots__ = ("status", "headers", "body")
+
+    def __init__(self) -> None:
+        self.status = 0
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.body = bytearray()
 
     def header(self, name: bytes) -> str | None:
         for key, value in self.headers:
@@ -53,23 +56,37 @@ class _Answer:
         return None
 
 
-@dataclasses.dataclass
 class RouteCall:
     """Everything needed to call one route for a tool: built once by `add_routes`."""
 
-    app: ASGIApp
-    tool_name: str
-    method: str
-    path_format: str
-    shape: RouteShape
-    # Path parameters declared `{name:path}`: their value may hold slashes.
-    slash_params: frozenset[str]
-    forward_headers: frozenset[str]
-    wrap_result: bool
-    has_output_schema: bool
-    max_response_bytes: int
-    # The route object, to check the built path reaches it and nothing else.
-    route: Any
+    def __init__(
+        self,
+        *,
+        app: ASGIApp,
+        tool_name: str,
+        method: str,
+        path_format: str,
+        shape: RouteShape,
+        slash_params: frozenset[str],
+        forward_headers: frozenset[str],
+        wrap_result: bool,
+        has_output_schema: bool,
+        max_response_bytes: int,
+        route: Any,
+    ) -> None:
+        self.app = app
+        self.tool_name = tool_name
+        self.method = method
+        self.path_format = path_format
+        self.shape = shape
+        # Path parameters declared `{name:path}`: their value may hold slashes.
+        self.slash_params = slash_params
+        self.forward_headers = forward_headers
+        self.wrap_result = wrap_result
+        self.has_output_schema = has_output_schema
+        self.max_response_bytes = max_response_bytes
+        # The route object, to check the built path reaches it and nothing else.
+        self.route = route
 
     async def __call__(self, arguments: dict[str, Any], context: Any) -> ToolResult:
         try:

@@ -11,7 +11,6 @@ reference below the outermost one in `$defs` instead (bounded either way).
 from __future__ import annotations
 
 import copy
-import dataclasses
 from typing import Any
 
 __all__ = ["BODY_MEDIA_TYPES", "RouteShape", "output_schema", "route_shape"]
@@ -110,27 +109,33 @@ def resolve_schema(document: dict[str, Any], schema: Any) -> dict[str, Any]:
     return resolved
 
 
-@dataclasses.dataclass
+# Plain classes, not dataclasses: creating a dataclass exec()s the source of its methods, a cost
+# `import mcp_asgi.fastapi` would pay for records nothing compares or prints.
 class Parameter:
     """One HTTP parameter of the route, and the tool argument that fills it."""
 
-    argument: str
-    name: str
-    location: str
-    schema: dict[str, Any]
+    __slots__ = ("argument", "name", "location", "schema")
+
+    def __init__(self, argument: str, name: str, location: str, schema: dict[str, Any]) -> None:
+        self.argument = argument
+        self.name = name
+        self.location = location
+        self.schema = schema
 
 
-@dataclasses.dataclass
 class RouteShape:
     """How a tool's arguments map onto one HTTP request of the route."""
 
-    input_schema: dict[str, Any]
-    parameters: list[Parameter]
-    # None: no body; "json" or "form": how it is encoded.
-    body_encoding: str | None = None
-    # Flattened body: every argument that is not a parameter goes into the body. Otherwise the
-    # whole body is the one argument named here.
-    body_argument: str | None = None
+    __slots__ = ("input_schema", "parameters", "body_encoding", "body_argument")
+
+    def __init__(self, input_schema: dict[str, Any], parameters: list[Parameter]) -> None:
+        self.input_schema = input_schema
+        self.parameters = parameters
+        # None: no body; "json" or "form": how it is encoded.
+        self.body_encoding: str | None = None
+        # Flattened body: every argument that is not a parameter goes into the body. Otherwise the
+        # whole body is the one argument named here.
+        self.body_argument: str | None = None
 
 
 def route_shape(document: dict[str, Any], operation: dict[str, Any], skip_headers: frozenset[str]) -> RouteShape:

@@ -130,8 +130,10 @@ def _openers(body: bytes | str) -> int:
 
 _BRACKETS = bytes.maketrans(b"{}", b"[]")
 _NOT_STRUCTURE = bytes(byte for byte in range(256) if byte not in b'[]{}"')
-_QUOTED = re.compile(rb'"[^"]*"')
-_RUNS = re.compile(rb"\[+|\]+")
+# Patterns compiled on first use (by `re`'s cache), not by `import mcp_asgi`: only bodies with
+# many brackets are checked with them.
+_QUOTED = rb'"[^"]*"'
+_RUNS = rb"\[+|\]+"
 _OPEN = ord("[")
 
 
@@ -154,7 +156,7 @@ def _nesting_exceeds(body: bytes | str, limit: int) -> bool:
     # Keep brackets (one kind) and quotes; strings shrink to the brackets inside them, if any.
     data = data.translate(_BRACKETS, _NOT_STRUCTURE).replace(b'""', b"")
     if b'"' in data:
-        data = _QUOTED.sub(b"", data)
+        data = re.sub(_QUOTED, b"", data)
     # Removing every empty "[]" lowers the depth by exactly one; a few such passes shrink
     # wide documents (long lists of small objects) before the Python loop below.
     peeled = 0
@@ -168,7 +170,7 @@ def _nesting_exceeds(body: bytes | str, limit: int) -> bool:
         if barely_shrank:
             break
     depth = peeled
-    for run in _RUNS.findall(data):
+    for run in re.findall(_RUNS, data):
         if run[0] == _OPEN:
             depth += len(run)
             if depth > limit:

@@ -17,12 +17,14 @@ import json
 import os
 import secrets
 import time
-from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pydantic
 
 from mcp_asgi.protocol.jsonrpc import MISSING_CLIENT_CAPABILITY, MCPError, invalid_params
+
+if TYPE_CHECKING:
+    from mcp_asgi.protocol.answers import ElicitationResult, SamplingResult
 
 # Methods whose results may be an InputRequiredResult.
 MRTR_METHODS = frozenset({"tools/call", "prompts/get", "resources/read"})
@@ -35,41 +37,6 @@ class InputRequired(Exception):
     def __init__(self, requests: dict[str, dict[str, Any]]) -> None:
         super().__init__(f"input required: {', '.join(requests)}")
         self.requests = requests
-
-
-@dataclass
-class ElicitationResult:
-    """The user's answer to `ctx.elicit(...)`: `action` is "accept", "decline" or "cancel"."""
-
-    action: str
-    content: dict[str, Any] | None = None
-    # The content validated into the pydantic model given as the schema, if one was.
-    data: Any = None
-
-    @property
-    def accepted(self) -> bool:
-        return self.action == "accept"
-
-
-@dataclass
-class SamplingResult:
-    """The client's LLM completion for `ctx.sample(...)`."""
-
-    role: str
-    content: Any
-    model: str | None = None
-    stop_reason: str | None = None
-    raw: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def text(self) -> str | None:
-        content = self.content
-        if isinstance(content, dict) and content.get("type") == "text":
-            return content.get("text")
-        if isinstance(content, list):
-            texts = [c.get("text", "") for c in content if isinstance(c, dict) and c.get("type") == "text"]
-            return "".join(texts) if texts else None
-        return None
 
 
 class InputSpec:
@@ -106,6 +73,8 @@ class Elicit(InputSpec):
         super().__init__({"mode": "form", "message": message, "requestedSchema": requested})
 
     def parse(self, answer: Any) -> ElicitationResult | None:
+        from mcp_asgi.protocol.answers import ElicitationResult
+
         if not isinstance(answer, dict) or answer.get("action") not in ("accept", "decline", "cancel"):
             return None
         content = answer.get("content")
@@ -148,6 +117,8 @@ class Sample(InputSpec):
         super().__init__(params)
 
     def parse(self, answer: Any) -> SamplingResult | None:
+        from mcp_asgi.protocol.answers import SamplingResult
+
         if not isinstance(answer, dict) or "content" not in answer or not isinstance(answer.get("role"), str):
             return None
         return SamplingResult(answer["role"], answer["content"], answer.get("model"), answer.get("stopReason"), answer)

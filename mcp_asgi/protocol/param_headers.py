@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import re
-from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -23,8 +22,9 @@ __all__ = ["MirroredParam", "ParamHeader", "param_headers", "validate_param_head
 ANNOTATION = "x-mcp-header"
 HEADER_PREFIX = "mcp-param-"
 
-# RFC 9110 section 5.1: field-name = token = 1*tchar.
-_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+# RFC 9110 section 5.1: field-name = token = 1*tchar. Compiled on first use (by `re`'s cache),
+# not by `import mcp_asgi`: only x-mcp-header names are checked with it, when a tool is defined.
+_TOKEN = r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
 # RFC 9110 field values: visible ASCII, space and horizontal tab.
 _FIELD_VALUE = re.compile(r"[\x20-\x7e\t]*")
 _JSON_NUMBER = re.compile(r"-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?")
@@ -38,14 +38,30 @@ _DATA_KEYWORDS = frozenset({"default", "examples", "const", "enum"})
 _SCHEMA_MAPS = frozenset({"properties", "patternProperties", "$defs", "definitions", "dependentSchemas"})
 
 
-@dataclass(frozen=True)
+# Not a dataclass: `import mcp_asgi` loads this module, and creating a dataclass exec()s the
+# source of its methods (ten of them were a quarter of our import cost).
 class MirroredParam:
     """One parameter a client mirrors into a header."""
 
-    path: tuple[str, ...]  # chain of `properties` keys from the schema root
-    name: str  # the x-mcp-header value as written, e.g. "Region"
-    header: str  # lower-cased full header name, e.g. "mcp-param-region"
-    kind: str  # "string" | "integer" | "boolean"
+    __slots__ = ("path", "name", "header", "kind")
+
+    def __init__(self, path: tuple[str, ...], name: str, header: str, kind: str) -> None:
+        self.path = path  # chain of `properties` keys from the schema root
+        self.name = name  # the x-mcp-header value as written, e.g. "Region"
+        self.header = header  # lower-cased full header name, e.g. "mcp-param-region"
+        self.kind = kind  # "string" | "integer" | "boolean"
+
+    def _key(self) -> tuple[tuple[str, ...], str, str, str]:
+        return (self.path, self.name, self.header, self.kind)
+
+    def __eq__(self, other: object) -> bool:
+        return self._key() == other._key() if isinstance(other, MirroredParam) else NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def __repr__(self) -> str:
+        return f"MirroredParam(path={self.path!r}, name={self.name!r}, header={self.header!r}, kind={self.kind!r})"
 
     @property
     def display(self) -> str:
@@ -135,7 +151,7 @@ def _reject_nested(value: Any, via: str, path: tuple[str, ...], is_map: bool = F
 def _check_name(name: Any, where: str) -> None:
     if not isinstance(name, str) or not name:
         raise ValueError(f"x-mcp-header on {where} must be a non-empty string, got {name!r}")
-    if not _TOKEN.fullmatch(name):
+    if not re.fullmatch(_TOKEN, name):
         raise ValueError(
             f"x-mcp-header {name!r} on {where} is not a valid HTTP header name: use letters, digits and "
             "!#$%&'*+-.^_`|~ only (RFC 9110 token; no spaces, colons or control characters)"

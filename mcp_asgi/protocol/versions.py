@@ -7,7 +7,7 @@ shaped, which headers are required) is read from the `Revision` records here.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from typing import Any
 
 from mcp_asgi.protocol.jsonrpc import INVALID_PARAMS, RESOURCE_NOT_FOUND
 
@@ -44,20 +44,52 @@ NAMED_METHODS = {
 }
 
 
-@dataclass(frozen=True)
+# Not a dataclass: `import mcp_asgi` loads this module, and creating a dataclass exec()s the
+# source of its methods (ten of them were a quarter of our import cost). The five records below
+# are the only ones, so identity is their equality.
 class Revision:
-    version: str
-    # Modern revisions carry version and capabilities in every request's `_meta` (and, on
-    # Streamable HTTP, mirror them in headers); legacy ones negotiate once and keep a session.
-    stateless: bool
-    methods: frozenset[str]
-    # Results carry `resultType` and the cacheable ones `ttlMs`/`cacheScope`.
-    result_type: bool
-    # What 2025-06-18 added: tools' `outputSchema` and `structuredContent`, titles, icons.
-    structured_output: bool
-    resource_not_found_code: int
-    # Streamable HTTP: SSE streams open with a priming event id and are resumable (2025-11-25).
-    sse_event_ids: bool
+    """What one protocol revision allows; one record per revision, in `REVISIONS`."""
+
+    __slots__ = (
+        "version",
+        "stateless",
+        "methods",
+        "result_type",
+        "structured_output",
+        "resource_not_found_code",
+        "sse_event_ids",
+    )
+
+    def __init__(
+        self,
+        *,
+        version: str,
+        stateless: bool,
+        methods: frozenset[str],
+        result_type: bool,
+        structured_output: bool,
+        resource_not_found_code: int,
+        sse_event_ids: bool,
+    ) -> None:
+        self.version = version
+        # Modern revisions carry version and capabilities in every request's `_meta` (and, on
+        # Streamable HTTP, mirror them in headers); legacy ones negotiate once and keep a session.
+        self.stateless = stateless
+        self.methods = methods
+        # Results carry `resultType` and the cacheable ones `ttlMs`/`cacheScope`.
+        self.result_type = result_type
+        # What 2025-06-18 added: tools' `outputSchema` and `structuredContent`, titles, icons.
+        self.structured_output = structured_output
+        self.resource_not_found_code = resource_not_found_code
+        # Streamable HTTP: SSE streams open with a priming event id and are resumable (2025-11-25).
+        self.sse_event_ids = sse_event_ids
+
+    def replace(self, **changes: Any) -> Revision:
+        """A copy of this record with `changes` (`dataclasses.replace` for this class)."""
+        return Revision(**{**{name: getattr(self, name) for name in self.__slots__}, **changes})
+
+    def __repr__(self) -> str:
+        return f"Revision({self.version!r})"
 
     def allows(self, method: str) -> bool:
         return method in self.methods
@@ -83,9 +115,9 @@ REVISIONS: dict[str, Revision] = {
         resource_not_found_code=INVALID_PARAMS,
         sse_event_ids=False,
     ),
-    "2025-11-25": replace(_LEGACY, version="2025-11-25", structured_output=True, sse_event_ids=True),
-    "2025-06-18": replace(_LEGACY, version="2025-06-18", structured_output=True),
-    "2025-03-26": replace(_LEGACY, version="2025-03-26"),
+    "2025-11-25": _LEGACY.replace(version="2025-11-25", structured_output=True, sse_event_ids=True),
+    "2025-06-18": _LEGACY.replace(version="2025-06-18", structured_output=True),
+    "2025-03-26": _LEGACY.replace(version="2025-03-26"),
     "2024-11-05": _LEGACY,
 }
 

@@ -17,7 +17,6 @@ import itertools
 import logging
 import time
 from collections import deque
-from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
 
 import anyio
@@ -100,17 +99,21 @@ def check_event_limits(
         )
 
 
-@dataclass(slots=True, eq=False)
+# Not a dataclass: `import mcp_asgi` loads this module, and creating a dataclass exec()s the
+# source of its methods (ten of them were a quarter of our import cost).
 class _Stream:
-    session_id: str
-    # (seq, message, its JSON size in bytes)
-    events: deque[tuple[int, dict[str, Any] | None, int]] = field(default_factory=deque)
-    size: int = 0
-    next_seq: int = 0
-    ended: bool = False
-    expires_at: float = float("inf")
-    # Set on the next change; made only when a reader waits (most streams are never waited on).
-    changed: anyio.Event | None = None
+    __slots__ = ("session_id", "events", "size", "next_seq", "ended", "expires_at", "changed")
+
+    def __init__(self, session_id: str) -> None:
+        self.session_id = session_id
+        # (seq, message, its JSON size in bytes)
+        self.events: deque[tuple[int, dict[str, Any] | None, int]] = deque()
+        self.size = 0
+        self.next_seq = 0
+        self.ended = False
+        self.expires_at = float("inf")
+        # Set on the next change; made only when a reader waits (most streams are never waited on).
+        self.changed: anyio.Event | None = None
 
     def wake(self) -> None:
         if self.changed is not None:

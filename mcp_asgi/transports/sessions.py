@@ -39,6 +39,8 @@ UPDATABLE_FIELDS = frozenset({"protocol_version", "client_capabilities", "client
 # idle session's memory.
 @dataclass(slots=True)
 class SessionRecord:
+    """What a server keeps about one 2025 session: what `initialize` declared, and its state since."""
+
     session_id: str
     protocol_version: str | None = None
     client_capabilities: dict[str, Any] = field(default_factory=dict)
