@@ -55,8 +55,8 @@ class TaskCancelScope:
         self.cancelled_caught = False
 
     def __enter__(self) -> TaskCancelScope:
-        self._task = asyncio.current_task()
-        self._outer = anyio_scope(self._task)
+        self._task = task = asyncio.current_task()
+        self._outer = anyio_scope(task)
         if self.cancel_called:
             self._deliver()
         return self

@@ -84,7 +84,14 @@ class HostShutdown:
 
     def grace(self) -> _Grace:
         """A cancel scope for one call: cancelled `graceful_period` s after shutdown begins."""
-        return _Grace(self)
+        grace = _Grace()
+        grace._host = self
+        grace.cut = False
+        if self.begun_at is None:
+            self._calls.add(grace)
+        else:  # arrived while the host was already stopping
+            grace.cancel_at(self.begun_at + self.graceful_period)
+        return grace
 
 
 class _Registered:
@@ -109,48 +116,43 @@ class _Grace(TaskCancelScope):
 
     Cheap while nothing is stopping (every user-code call enters one): a `TaskCancelScope`,
     noted in a set, and only a shutdown gives it a deadline, `graceful_period` s after it began
-    (a call arriving while the host already stops gets that deadline on entry). An anyio cancel
+    (a call arriving while the host already stops gets that deadline at once). An anyio cancel
     scope per call cost more than the rest of a trivial call's dispatch. Like any
     `TaskCancelScope`, it swallows only its own cancellation, and a shielded anyio scope inside
     the call holds the cut until the shield ends (before, the cut went through shields).
     """
 
-    __slots__ = ("_host",)
-
-    def __init__(self, host: HostShutdown) -> None:
-        super().__init__()
-        self._host = host
-
-    @property
-    def cut(self) -> bool:
-        """Whether the graceful period ended while the call ran, and the call was cancelled for it."""
-        return self.cancel_delivered
-
-    def __enter__(self) -> _Grace:
-        super().__enter__()
-        host = self._host
-        if host.begun_at is not None:  # arrived while the host was already stopping
-            self.cancel_at(host.begun_at + host.graceful_period)
-        else:
-            host._calls.add(self)
-        return self
+    # Made by `HostShutdown.grace()` alone (no __init__ or __enter__ of its own: a call pays
+    # for every frame).
+    __slots__ = ("_host", "cut")
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> bool:
         self._host._calls.discard(self)
-        return super().__exit__(exc_type, exc, tb)
+        swallowed = TaskCancelScope.__exit__(self, exc_type, exc, tb)
+        # The period ended while the call ran, and the call was cancelled for it.
+        self.cut = self._cancels > 0
+        return swallowed
 
 
 _states: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, HostShutdown] = weakref.WeakKeyDictionary()
 
 
+# The last loop's state, at hand: one loop serves almost always, and every call asks.
+_last: HostShutdown | None = None
+
+
 def state() -> HostShutdown:
     """The shutdown state of the running event loop."""
+    global _last
     loop = asyncio.get_running_loop()
-    host = _states.get(loop)
-    if host is None:
-        host = _states[loop] = HostShutdown(loop)
+    host = _last
+    if host is None or host.loop is not loop:
+        host = _states.get(loop)
+        if host is None:
+            host = _states[loop] = HostShutdown(loop)
+        _last = host
     return host
 
 

@@ -144,11 +144,18 @@ class _Deadlines:
 _loop_deadlines: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Deadlines] = weakref.WeakKeyDictionary()
 
 
+_last_deadlines: _Deadlines | None = None  # the last loop's, at hand: one loop serves almost always
+
+
 def _deadlines() -> _Deadlines:
+    global _last_deadlines
     loop = asyncio.get_running_loop()
-    found = _loop_deadlines.get(loop)
-    if found is None:
-        found = _loop_deadlines[loop] = _Deadlines(loop)
+    found = _last_deadlines
+    if found is None or found.loop is not loop:
+        found = _loop_deadlines.get(loop)
+        if found is None:
+            found = _loop_deadlines[loop] = _Deadlines(loop)
+        _last_deadlines = found
     return found
 
 
