@@ -17,18 +17,12 @@ scopes, in one place).
 from __future__ import annotations
 
 import asyncio
-import sys
 from types import TracebackType
 from typing import Any
 
 from mcp_asgi.thread_pool import anyio_scope
 
 __all__ = ["TaskCancelScope"]
-
-if sys.version_info >= (3, 12):
-    _current_tasks = None
-else:  # `asyncio.current_task` is a Python function before 3.12, a sixth of a scope's cost: its dict
-    _current_tasks = getattr(asyncio.tasks, "_current_tasks", None)
 
 
 class TaskCancelScope:
@@ -61,11 +55,7 @@ class TaskCancelScope:
         self.cancelled_caught = False
 
     def __enter__(self) -> TaskCancelScope:
-        if _current_tasks is None:
-            task = asyncio.current_task()
-        else:
-            task = _current_tasks.get(asyncio.get_running_loop())
-        self._task = task
+        self._task = task = asyncio.current_task()
         self._outer = anyio_scope(task)
         if self.cancel_called:
             self._deliver()
