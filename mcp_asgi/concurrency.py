@@ -1,8 +1,9 @@
 """The two waiting patterns every stream shares: watching for a disconnect, and keep-alives.
 
-The bottom layer: imports nothing from mcp_asgi but `shutdown` and `thread_pool` (as low), so the protocol
-core and the transports can both use it. It is also the one module that touches asyncio
-directly (see docs/design.md, "One concurrency library"). `run_sync` is where blocking user
+The bottom layer: imports nothing from mcp_asgi but `cancel_scope`, `shutdown` and `thread_pool` (as low),
+so the protocol core and the transports can both use it. With `cancel_scope` (whose `TaskCancelScope`
+is re-exported here), it is where the request path touches asyncio directly (see docs/design.md,
+"One concurrency library"). `run_sync` is where blocking user
 code leaves the event loop, through the host's runner when the host set one, else through
 `thread_pool` (cheaper per call than anyio's `to_thread`).
 """
@@ -19,7 +20,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import anyio
 
 from mcp_asgi import shutdown, thread_pool
-from mcp_asgi.thread_pool import anyio_scope
+from mcp_asgi.cancel_scope import TaskCancelScope
+
+__all__ = ["DisconnectWatcher", "TaskCancelScope", "forward_with_keepalive", "run_sync", "sync_runner", "write_lock"]
 
 if TYPE_CHECKING:
     from anyio.abc import ObjectReceiveStream
@@ -33,74 +36,6 @@ Receive = Callable[[], Awaitable[dict[str, Any]]]
 async def _until_disconnect(receive: Receive) -> None:
     while (await receive())["type"] != "http.disconnect":
         pass
-
-
-class TaskCancelScope:
-    """A cancel scope for the task that enters it, costing nothing until it is cancelled.
-
-        with TaskCancelScope() as scope:   # scope.cancel() may come from any task of the loop
-            ...
-        if scope.cancelled_caught: ...
-
-    Not an anyio scope: in a request's fresh task, anyio's bookkeeping of the task was 4% of a
-    trivial call. A cancel cancels the task the way `asyncio.timeout` does, and only our own
-    cancellation is swallowed on the way out. It honours what an anyio scope would have: while
-    the task is inside a shielded anyio scope entered within this one, the cancellation waits,
-    retried each turn of the loop as anyio does; one cancelled before the block is entered lands
-    at the block's first wait.
-    """
-
-    __slots__ = ("_task", "_outer", "_retry", "_cancels", "cancel_called", "cancelled_caught")
-
-    def __init__(self) -> None:
-        self._task: asyncio.Task[Any] | None = None
-        self._outer: Any = None  # the anyio scope the task was in on entry: shields above it are not ours
-        self._retry: asyncio.Handle | None = None
-        self._cancels = 0
-        self.cancel_called = False
-        self.cancelled_caught = False
-
-    def __enter__(self) -> TaskCancelScope:
-        self._task = asyncio.current_task()
-        self._outer = anyio_scope(self._task)
-        if self.cancel_called:
-            self._deliver()
-        return self
-
-    def cancel(self) -> None:
-        if not self.cancel_called:
-            self.cancel_called = True
-            if self._task is not None:
-                self._deliver()
-
-    def _deliver(self) -> None:
-        self._retry = None
-        task = self._task
-        if task is None or task.done():
-            return
-        if _shielded(task, self._outer):
-            self._retry = task.get_loop().call_soon(self._deliver)
-            return
-        task.cancel()
-        self._cancels += 1
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> bool:
-        if self._retry is not None:
-            self._retry.cancel()
-            self._retry = None
-        task, self._task = self._task, None
-        if not self._cancels:
-            return False
-        uncancel = getattr(task, "uncancel", None)  # Python 3.11+: count the cancellations that remain
-        remaining = 0
-        if uncancel is not None:
-            for _ in range(self._cancels):
-                remaining = uncancel()
-        # Swallow only our own cancellation; one from elsewhere as well goes on up.
-        self.cancelled_caught = exc_type is not None and issubclass(exc_type, asyncio.CancelledError) and remaining == 0
-        return self.cancelled_caught
 
 
 class DisconnectWatcher:
@@ -220,16 +155,6 @@ def _arming() -> _Arming:
 
 
 _armings: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Arming] = weakref.WeakKeyDictionary()
-
-
-def _shielded(task: asyncio.Task[Any], outer: Any) -> bool:
-    """Whether `task` is inside a shielded anyio scope that it entered within `outer`."""
-    scope = anyio_scope(task)
-    while scope is not None and scope is not outer:
-        if scope.shield:
-            return True
-        scope = getattr(scope, "_parent_scope", None)
-    return False
 
 
 def write_lock() -> asyncio.Lock:

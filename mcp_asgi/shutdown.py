@@ -22,7 +22,7 @@ their Python-level handler is a no-op that gets wrapped like any other. A host t
 signals (uvicorn in a thread, stopped with `server.should_exit = True`) is not: it must call
 `begin()` on its loop, or end streams another way.
 
-The bottom layer: imports nothing from mcp_asgi.
+The bottom layer: imports nothing from mcp_asgi but `cancel_scope` (as low).
 """
 
 from __future__ import annotations
@@ -36,6 +36,8 @@ from types import FrameType, TracebackType
 from typing import Any
 
 import anyio
+
+from mcp_asgi.cancel_scope import TaskCancelScope
 
 __all__ = ["DEFAULT_GRACEFUL_PERIOD", "arm", "begin", "configure", "state"]
 
@@ -74,7 +76,7 @@ class HostShutdown:
         for wait in list(self._waits):
             wait.cancel()
         for call in list(self._calls):
-            self.loop.call_later(self.graceful_period, call.expire)
+            call.cancel_at(self.begun_at + self.graceful_period)
 
     def stream_wait(self, wait: anyio.CancelScope) -> _Registered:
         """Register a stream's wait for its next message (a cancel scope) while it is entered."""
@@ -82,7 +84,14 @@ class HostShutdown:
 
     def grace(self) -> _Grace:
         """A cancel scope for one call: cancelled `graceful_period` s after shutdown begins."""
-        return _Grace(self)
+        grace = _Grace()
+        grace._host = self
+        grace.cut = False
+        if self.begun_at is None:
+            self._calls.add(grace)
+        else:  # arrived while the host was already stopping
+            grace.cancel_at(self.begun_at + self.graceful_period)
+        return grace
 
 
 class _Registered:
@@ -102,64 +111,48 @@ class _Registered:
         self._scopes.discard(self._scope)
 
 
-class _Grace:
+class _Grace(TaskCancelScope):
     """`with host.grace() as grace:` runs a call; `grace.cut` says shutdown cut it after its period.
 
-    Cheap while nothing is stopping (every user-code call enters one): the call's task is noted
-    in a set, and only a shutdown schedules its cancellation, `graceful_period` s after it began,
-    the way `asyncio.timeout` does it (cancel the task, keep only our own cancellation). An anyio
-    cancel scope per call cost more than the rest of a trivial call's dispatch. A call arriving
-    while the host already stops gets a real scope with that deadline.
+    Cheap while nothing is stopping (every user-code call enters one): a `TaskCancelScope`,
+    noted in a set, and only a shutdown gives it a deadline, `graceful_period` s after it began
+    (a call arriving while the host already stops gets that deadline at once). An anyio cancel
+    scope per call cost more than the rest of a trivial call's dispatch. Like any
+    `TaskCancelScope`, it swallows only its own cancellation, and a shielded anyio scope inside
+    the call holds the cut until the shield ends (before, the cut went through shields).
     """
 
-    __slots__ = ("_host", "_task", "_scope", "cut")
-
-    def __init__(self, host: HostShutdown) -> None:
-        self._host = host
-        self._task: asyncio.Task[Any] | None = None
-        self._scope: anyio.CancelScope | None = None
-        self.cut = False
-
-    def __enter__(self) -> _Grace:
-        host = self._host
-        if host.begun_at is not None:  # arrived while the host was already stopping
-            self._scope = anyio.CancelScope(deadline=host.begun_at + host.graceful_period)
-            self._scope.__enter__()
-            return self
-        self._task = asyncio.current_task()
-        host._calls.add(self)
-        return self
+    # Made by `HostShutdown.grace()` alone (no __init__ or __enter__ of its own: a call pays
+    # for every frame).
+    __slots__ = ("_host", "cut")
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> bool:
-        if self._scope is not None:
-            swallowed = bool(self._scope.__exit__(exc_type, exc, tb))
-            self.cut = self._scope.cancelled_caught
-            return swallowed
         self._host._calls.discard(self)
-        if self.cut and exc_type is not None and issubclass(exc_type, asyncio.CancelledError):
-            uncancel = getattr(self._task, "uncancel", None)  # Python 3.11+
-            # Swallow only our own cancellation; one from elsewhere as well goes on up.
-            return uncancel is None or uncancel() == 0
-        return False
-
-    def expire(self) -> None:
-        """The graceful period is over: cancel the call if it is still inside its `with` block."""
-        if self in self._host._calls and self._task is not None and not self._task.done():
-            self.cut = True
-            self._task.cancel()
+        swallowed = TaskCancelScope.__exit__(self, exc_type, exc, tb)
+        # The period ended while the call ran, and the call was cancelled for it.
+        self.cut = self._cancels > 0
+        return swallowed
 
 
 _states: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, HostShutdown] = weakref.WeakKeyDictionary()
 
 
+# The last loop's state, at hand: one loop serves almost always, and every call asks.
+_last: HostShutdown | None = None
+
+
 def state() -> HostShutdown:
     """The shutdown state of the running event loop."""
+    global _last
     loop = asyncio.get_running_loop()
-    host = _states.get(loop)
-    if host is None:
-        host = _states[loop] = HostShutdown(loop)
+    host = _last
+    if host is None or host.loop is not loop:
+        host = _states.get(loop)
+        if host is None:
+            host = _states[loop] = HostShutdown(loop)
+        _last = host
     return host
 
 
