@@ -78,19 +78,25 @@ class _AnyioHooks:
 
 def anyio_scope(task: asyncio.Task[Any] | None) -> Any:
     """The innermost anyio cancel scope `task` is in, from anyio's private record of tasks (None without it)."""
-    states = _anyio_task_states()
-    state = states.get(task) if states is not None and task is not None else None
-    return getattr(state, "cancel_scope", None)
+    by_ref = _anyio_task_states()
+    if by_ref is None or task is None:
+        return None
+    # The WeakKeyDictionary's own dict, looked up by a weak reference as its `get` does: without
+    # that method's frame, since every request enters a few scopes that ask this.
+    state = by_ref.get(weakref.ref(task))
+    return None if state is None else getattr(state, "cancel_scope", None)
 
 
 @functools.cache
 def _anyio_task_states() -> Any:
+    """anyio's record of tasks as a dict keyed by weak references to them (None without it)."""
     # Imported on first use, not at import: anyio's asyncio backend is only imported once a loop runs.
     try:
         from anyio._backends._asyncio import _task_states
     except ImportError:  # pragma: no cover - an anyio without it
         return None
-    return _task_states
+    data = getattr(_task_states, "data", None)  # a WeakKeyDictionary's: bound once, never replaced
+    return data if isinstance(data, dict) else None
 
 
 class WorkerPool:
