@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import sys
 import time
 from typing import Any
 
-import anyio
 import pytest
 
 from mcp_asgi.protocol.jsonrpc import MCPError
@@ -61,48 +59,3 @@ async def test_a_cancellation_from_elsewhere_is_not_turned_into_408() -> None:
     with pytest.raises(asyncio.CancelledError):
         await reading
     assert http_common._deadlines().reads == {}
-
-
-def shielded_body(hold: float, *, rest: bool) -> Any:
-    """A `receive` (as middleware might wrap it) whose first chunk arrives `hold` s late inside a shield.
-
-    With `rest`, the body goes on in a second chunk that never arrives; else that chunk was all of it.
-    """
-    calls = 0
-
-    async def receive() -> dict[str, Any]:
-        nonlocal calls
-        calls += 1
-        if calls == 1:
-            with anyio.CancelScope(shield=True):
-                await asyncio.sleep(hold)
-            return {"type": "http.request", "body": b"{}", "more_body": rest}
-        await asyncio.sleep(3600)
-        return {"type": "http.request", "body": b"", "more_body": False}
-
-    return receive
-
-
-async def test_the_deadline_waits_for_a_shielded_receive() -> None:
-    # The deadline passes while the shielded chunk is awaited, and it was the whole body.
-    assert await read_body(shielded_body(0.15, rest=False), 1000, None, 0.03) == b"{}"
-    assert http_common._deadlines().reads == {}
-    if sys.version_info >= (3, 11):
-        assert asyncio.current_task().cancelling() == 0  # type: ignore[union-attr]
-
-
-async def test_a_deadline_held_by_a_shield_lands_at_the_next_wait() -> None:
-    outcome, took = await timed(shielded_body(0.15, rest=True), 0.03)
-    assert outcome == 408 and took >= 0.14
-
-
-@pytest.mark.skipif(sys.version_info < (3, 11), reason="only 3.11+ counts cancellations (Task.uncancel)")
-async def test_a_cancellation_from_elsewhere_at_the_deadline_is_not_turned_into_408() -> None:
-    reading = asyncio.ensure_future(read_body(body_after(None), 1000, None, 0.05))
-    await asyncio.sleep(0.01)
-    (read,) = http_common._deadlines().reads.items()
-    # Someone else (a disconnect, a shutdown) cancels the read at the very time of its deadline.
-    asyncio.get_running_loop().call_at(read[1], reading.cancel)
-    with pytest.raises(asyncio.CancelledError):
-        await reading
-    assert read[0].cancel_delivered

@@ -9,7 +9,6 @@ from typing import Any
 
 from starlette.types import Receive, Scope, Send
 
-from mcp_asgi.cancel_scope import TaskCancelScope
 from mcp_asgi.protocol.jsonrpc import INVALID_REQUEST, MCPError, encode, error_response
 
 SSE_HEADERS = [
@@ -83,43 +82,58 @@ async def read_body(receive: Receive, limit: int, declared: str | None, timeout:
     # Not an anyio scope, nor even a timer of its own: every POST reads a body, and a cancel scope
     # per request cost several times the read itself (see docs/design.md, "One concurrency
     # library"). One timer per loop watches every read (`_Deadlines`); on expiry it cancels the
-    # read's `TaskCancelScope`, which swallows only its own cancellation: only that turns into 408.
-    # A shielded anyio scope inside the read (a `receive` wrapped by middleware) holds it back.
+    # task as asyncio.timeout does, and only our own cancellation turns into 408.
+    task = asyncio.current_task()
+    assert task is not None
     deadlines = _deadlines()
-    with TaskCancelScope() as read:
-        deadlines.add(read, timeout)
-        try:
-            return await _read_chunks(receive, limit)
-        finally:
-            deadlines.reads.pop(read, None)
-    # Only reached when the scope swallowed its own cancellation: the deadline passed.
-    raise MCPError(
-        INVALID_REQUEST, f"Request Timeout: the request body did not arrive within {timeout:g} s", http_status=408
-    )
+    read = deadlines.add(task, timeout)
+    try:
+        return await _read_chunks(receive, limit)
+    except asyncio.CancelledError:
+        uncancel = getattr(task, "uncancel", None)  # Python 3.11+: count the cancellations that remain
+        if not read.expired or (uncancel is not None and uncancel() > 0):
+            raise  # cancelled from outside (a disconnect, a shutdown): not ours to swallow
+        raise MCPError(
+            INVALID_REQUEST, f"Request Timeout: the request body did not arrive within {timeout:g} s", http_status=408
+        ) from None
+    finally:
+        deadlines.reads.pop(read, None)
+
+
+class _BodyRead:
+    """One body being read: its task, when it must be done, and whether that time passed."""
+
+    __slots__ = ("task", "due", "expired")
+
+    def __init__(self, task: asyncio.Task[Any], due: float) -> None:
+        self.task = task
+        self.due = due
+        self.expired = False
 
 
 class _Deadlines:
     """The body reads of one event loop, and the one timer that cancels those past their deadline.
 
-    A timer per request (`TaskCancelScope.cancel_at`: `call_at`, then `cancel`) cost a tenth of a
-    trivial 2026-07-28 call; registering here is a dict insert and delete. The timer is set for the
-    earliest deadline it knows of and only moves earlier; reads that ended before it fires are
-    simply gone from the dict, so with a steady flow of requests it fires about once per timeout.
+    A timer per request (`call_later`, then `cancel`) cost a tenth of a trivial 2026-07-28 call;
+    registering here is a dict insert and delete. The timer is set for the earliest deadline it
+    knows of and only moves earlier; reads that ended before it fires are simply gone from the
+    dict, so with a steady flow of requests it fires about once per timeout.
     """
 
     __slots__ = ("loop", "reads", "timer", "timer_at")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
-        self.reads: dict[TaskCancelScope, float] = {}  # each read's scope, and when it is due (loop time)
+        self.reads: dict[_BodyRead, None] = {}
         self.timer: asyncio.TimerHandle | None = None
         self.timer_at = 0.0
 
-    def add(self, read: TaskCancelScope, timeout: float) -> None:
-        due = self.loop.time() + timeout
-        self.reads[read] = due
-        if self.timer is None or due < self.timer_at:
-            self._set_timer(due)
+    def add(self, task: asyncio.Task[Any], timeout: float) -> _BodyRead:
+        read = _BodyRead(task, self.loop.time() + timeout)
+        self.reads[read] = None
+        if self.timer is None or read.due < self.timer_at:
+            self._set_timer(read.due)
+        return read
 
     def _set_timer(self, when: float) -> None:
         if self.timer is not None:
@@ -131,12 +145,13 @@ class _Deadlines:
         self.timer = None
         now = self.loop.time()
         next_due: float | None = None
-        for read, due in list(self.reads.items()):
-            if due <= now:
+        for read in list(self.reads):
+            if read.due <= now:
                 del self.reads[read]
-                read.cancel()
-            elif next_due is None or due < next_due:
-                next_due = due
+                read.expired = True
+                read.task.cancel()
+            elif next_due is None or read.due < next_due:
+                next_due = read.due
         if next_due is not None:
             self._set_timer(next_due)
 
