@@ -1,9 +1,10 @@
 """Cancelling one task's block from anywhere on its loop, now or at a deadline, keeping only our own cancellation.
 
-Every per-request cancellation of the library goes through `TaskCancelScope`: a 2025 session
-call's (`notifications/cancelled`, DELETE), a disconnect's (`concurrency.DisconnectWatcher`), a
-call's graceful period at shutdown (`shutdown._Grace`) and the request body's read deadline
-(`transports.http_common.read_body`, whose deadlines share one timer per loop).
+Every per-request cancellation around user code goes through `TaskCancelScope`: a 2025 session
+call's (`notifications/cancelled`, DELETE), a disconnect's (`concurrency.DisconnectWatcher`) and a
+call's graceful period at shutdown (`shutdown._Grace`). The request body's read deadline
+(`transports.http_common.read_body`) keeps a cheaper mechanism of its own: no user code runs in
+that read, so there is no shield to honour, and a scope there cost 2% of a trivial call.
 
 Not anyio scopes: a request runs in a fresh task, and anyio's first scope in a task costs its
 bookkeeping of the task (4% of a trivial call), each scope about 7 us to enter and leave. These
