@@ -83,11 +83,6 @@ class TaskCancelScope:
         loop = self._task.get_loop() if self._task is not None else asyncio.get_running_loop()
         self._handle = loop.call_at(when, self._due)
 
-    def cancel_after(self, delay: float) -> None:
-        """Cancel the block `delay` seconds from now (see `cancel_at`)."""
-        loop = self._task.get_loop() if self._task is not None else asyncio.get_running_loop()
-        self.cancel_at(loop.time() + delay)
-
     @property
     def cancel_delivered(self) -> bool:
         """Whether the cancellation reached the task (not still held by a shield when the block ended)."""

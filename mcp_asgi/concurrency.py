@@ -1,11 +1,11 @@
 """The two waiting patterns every stream shares: watching for a disconnect, and keep-alives.
 
-The bottom layer: imports nothing from mcp_asgi but `cancel_scope`, `shutdown` and `thread_pool` (as low),
-so the protocol core and the transports can both use it. With `cancel_scope` (whose `TaskCancelScope`
-is re-exported here), it is where the request path touches asyncio directly (see docs/design.md,
-"One concurrency library"). `run_sync` is where blocking user
-code leaves the event loop, through the host's runner when the host set one, else through
-`thread_pool` (cheaper per call than anyio's `to_thread`).
+The bottom layer: imports nothing from mcp_asgi but `cancel_scope`, `shutdown` and `thread_pool`
+(as low), so the protocol core and the transports can both use it. With `cancel_scope` (whose
+`TaskCancelScope` is re-exported here), it is where the request path touches asyncio directly (see
+docs/design.md, "One concurrency library"). `run_sync` is where blocking user code leaves the event
+loop, through the host's runner when the host set one, else through `thread_pool` (cheaper per call
+than anyio's `to_thread`).
 """
 
 from __future__ import annotations

@@ -86,7 +86,6 @@ class HostShutdown:
         """A cancel scope for one call: cancelled `graceful_period` s after shutdown begins."""
         grace = _Grace()
         grace._host = self
-        grace.cut = False
         if self.begun_at is None:
             self._calls.add(grace)
         else:  # arrived while the host was already stopping
@@ -124,16 +123,18 @@ class _Grace(TaskCancelScope):
 
     # Made by `HostShutdown.grace()` alone (no __init__ or __enter__ of its own: a call pays
     # for every frame).
-    __slots__ = ("_host", "cut")
+    __slots__ = ("_host",)
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> bool:
         self._host._calls.discard(self)
-        swallowed = TaskCancelScope.__exit__(self, exc_type, exc, tb)
-        # The period ended while the call ran, and the call was cancelled for it.
-        self.cut = self._cancels > 0
-        return swallowed
+        return TaskCancelScope.__exit__(self, exc_type, exc, tb)
+
+    @property
+    def cut(self) -> bool:
+        """The period ended while the call ran, and the call was cancelled for it."""
+        return self.cancel_delivered
 
 
 _states: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, HostShutdown] = weakref.WeakKeyDictionary()

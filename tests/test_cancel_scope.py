@@ -27,7 +27,7 @@ async def test_a_deadline_cancels_the_block_and_is_swallowed() -> None:
     started = loop.time()
     steps: list[str] = []
     with TaskCancelScope() as scope:
-        scope.cancel_after(0.05)
+        scope.cancel_at(asyncio.get_running_loop().time() + 0.05)
         await asyncio.sleep(5)
         steps.append("never")
     assert steps == [] and scope.cancelled_caught and scope.cancel_delivered
@@ -37,7 +37,7 @@ async def test_a_deadline_cancels_the_block_and_is_swallowed() -> None:
 
 async def test_a_deadline_set_before_entry_counts_from_when_it_was_set() -> None:
     scope = TaskCancelScope()
-    scope.cancel_after(0.02)
+    scope.cancel_at(asyncio.get_running_loop().time() + 0.02)
     await asyncio.sleep(0.05)  # past the deadline before the block starts: it stops at its first wait
     steps: list[str] = []
     with scope:
@@ -49,8 +49,8 @@ async def test_a_deadline_set_before_entry_counts_from_when_it_was_set() -> None
 
 async def test_a_later_deadline_replaces_an_earlier_one() -> None:
     with TaskCancelScope() as scope:
-        scope.cancel_after(0.02)
-        scope.cancel_after(5)
+        scope.cancel_at(asyncio.get_running_loop().time() + 0.02)
+        scope.cancel_at(asyncio.get_running_loop().time() + 5)
         await asyncio.sleep(0.1)  # the first deadline would have cut this
     assert not scope.cancel_called and not scope.cancelled_caught
 
@@ -58,12 +58,12 @@ async def test_a_later_deadline_replaces_an_earlier_one() -> None:
 async def test_a_timer_for_a_scope_that_already_exited_does_nothing() -> None:
     loop = asyncio.get_running_loop()
     with TaskCancelScope() as scope:
-        scope.cancel_after(0.03)  # armed, then the block ends well before it is due
+        scope.cancel_at(asyncio.get_running_loop().time() + 0.03)  # armed, then the block ends well before it is due
     late = TaskCancelScope()
     with late:
         pass
     loop.call_later(0.01, late.cancel)  # someone else's timer, firing after the block
-    late.cancel_after(0.01)  # a deadline set after the block: no timer at all
+    late.cancel_at(asyncio.get_running_loop().time() + 0.01)  # a deadline set after the block: no timer at all
     await asyncio.sleep(0.1)  # past every deadline: any cancellation would land here
     assert not scope.cancel_called and not scope.cancelled_caught
     assert late.cancel_called and not late.cancel_delivered and not late.cancelled_caught
@@ -92,7 +92,7 @@ async def test_a_cancellation_from_elsewhere_passing_through_is_not_swallowed() 
 async def test_a_deadline_waits_for_a_shield_entered_inside_the_block() -> None:
     steps: list[str] = []
     with TaskCancelScope() as scope:
-        scope.cancel_after(0.02)
+        scope.cancel_at(asyncio.get_running_loop().time() + 0.02)
         with anyio.CancelScope(shield=True):
             await asyncio.sleep(0.1)  # the deadline passes meanwhile
             steps.append("shielded part done")
@@ -104,7 +104,7 @@ async def test_a_deadline_waits_for_a_shield_entered_inside_the_block() -> None:
 
 async def test_a_block_that_ends_inside_the_shield_was_never_cancelled() -> None:
     with TaskCancelScope() as scope:
-        scope.cancel_after(0.02)
+        scope.cancel_at(asyncio.get_running_loop().time() + 0.02)
         with anyio.CancelScope(shield=True):
             await asyncio.sleep(0.1)
     assert scope.cancel_called and not scope.cancel_delivered and not scope.cancelled_caught
